@@ -1,0 +1,140 @@
+"""Speed of the LAE solve against GEMM and against numpy pipelines, measured in the same run.
+
+  python benchmarks/lae_speed.py --n=8000 --preset=ease_ml-1m_strong --out=benchmarks/results/lae_speed.md
+
+1. Kernel: the SPD inverse of an [n, n] Gram matrix (n^3 flops) as GFLOP/s and as a share of a
+   same-size float32 GEMM (2 n^3 flops), for our backends and numpy/scipy.
+2. End to end on real data (load, Gram, solve, evaluate): our pipeline (launch's code path) against
+   a numpy pipeline of the official code's kind (dense Gram, numpy.linalg.inv in float64, dense
+   scores, argpartition top-k), with the same split and the same metric definitions.
+Run it on a quiet machine: the load average is printed beside the figures.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from configs import lae as lae_configs
+from core import metrics as metrics_lib
+from lae_jax import linalg
+from lae_jax import run as lae_run
+from lae_jax import solve
+
+_N = flags.DEFINE_integer("n", 8000, "size of the kernel benchmark's Gram matrix")
+_PRESETS = flags.DEFINE_list("preset", ["ease_ml-100k_strong", "ease_ml-1m_strong"], "configs/lae.py presets")
+_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "timed repeats (best is kept) after one warm-up")
+_OUT = flags.DEFINE_string("out", "", "also write the markdown table here")
+
+
+def best_time(fn, repeats):
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def random_gram(n, seed=0):
+  rng = np.random.default_rng(seed)
+  x = sp.random(2 * n, n, density=20 / n, random_state=rng, dtype=np.float32, format="csr")
+  x.data[:] = 1.0
+  g = linalg.gram_matrix(x)
+  g[np.diag_indices_from(g)] += 50.0
+  return g
+
+
+def kernel_rows(n, repeats):
+  g = random_gram(n)
+  gj = jnp.asarray(g)
+  matmul = jax.jit(lambda a: a @ a)
+  gemm_s = best_time(lambda: matmul(gj).block_until_ready(), repeats)
+  gemm_gflops = 2 * n**3 / gemm_s / 1e9
+  candidates = {
+      "ours: lapack potrf+potri in place (CPU default)": lambda: linalg.spd_inverse(g.copy(), "lapack"),
+      "ours: jax cho_factor+cho_solve (accelerator default)":
+          lambda: linalg.spd_inverse(gj, "jax").block_until_ready(),
+      "numpy.linalg.inv float32": lambda: np.linalg.inv(g),
+      "scipy.linalg.inv float32": lambda: scipy.linalg.inv(g),
+  }
+  rows = [("jax GEMM float32 (2n^3)", gemm_s, gemm_gflops, 1.0)]
+  for name, fn in candidates.items():
+    seconds = best_time(fn, repeats)
+    gflops = n**3 / seconds / 1e9
+    rows.append((name, seconds, gflops, gflops / gemm_gflops))
+  return rows
+
+
+def numpy_pipeline(split, config):
+  """The official code's kind of pipeline: dense float64 numpy, np.linalg.inv, dense scores."""
+  x = split.train.toarray().astype(np.float64)
+  g = x.T @ x
+  p = np.linalg.inv(g + config.lam * np.eye(g.shape[0]))
+  b = -p / np.diag(p)[None, :]
+  b[np.diag_indices_from(b)] = 0.0
+  fold_in = split.test.fold_in.toarray()
+  scores = fold_in @ b
+  scores[fold_in > 0] = -np.inf
+  k = max(config.ks)
+  top = np.argpartition(-scores, k, axis=1)[:, :k]
+  order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+  top = np.take_along_axis(top, order, 1)
+  return metrics_lib.mean_over_users(metrics_lib.ranking_metrics(
+      top, split.test.target, config.ks, config.recall_normalization, None))
+
+
+def end_to_end_rows(preset, data_dir, repeats):
+  config = lae_configs.get_config(preset)
+  config.data_dir, config.progress = data_dir, False
+  split = lae_run.load_split(config)
+
+  def ours():
+    b, _ = solve.fit(split.train, "ease", lam=config.lam)
+    return metrics_lib.evaluate(lae_run._lae_score, b, split.test, config.ks,
+                                normalization=config.recall_normalization, progress=False)
+
+  load_s = best_time(lambda: lae_run.load_split(config), 1)
+  ours_s = best_time(ours, repeats)
+  ref_s = best_time(lambda: numpy_pipeline(split, config), max(1, repeats - 1))
+  ndcg_ours, ndcg_ref = ours()[f"ndcg@{max(config.ks)}"], numpy_pipeline(split, config)[f"ndcg@{max(config.ks)}"]
+  return dict(preset=preset, items=split.num_items, load_s=load_s, ours_s=ours_s + load_s,
+              ref_s=ref_s + load_s, speedup=(ref_s + load_s) / (ours_s + load_s),
+              ndcg_ours=ndcg_ours, ndcg_ref=ndcg_ref)
+
+
+def main(_):
+  lines = [f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs; jax {jax.__version__} on "
+           f"{jax.devices()[0].device_kind}", "",
+           f"### SPD inverse at n = {_N.value} (float32), best of {_REPEATS.value}", "",
+           "| kernel | seconds | GFLOP/s | share of GEMM |", "|---|---|---|---|"]
+  for name, seconds, gflops, share in kernel_rows(_N.value, _REPEATS.value):
+    lines.append(f"| {name} | {seconds:.2f} | {gflops:.0f} | {share:.0%} |")
+  lines += ["", "### EASE end to end (load + Gram + solve + evaluate test), same split, same metrics", "",
+            "| preset | items | ours s | numpy float64 s | speed-up | NDCG@100 ours | NDCG@100 numpy |",
+            "|---|---|---|---|---|---|---|"]
+  for preset in _PRESETS.value:
+    r = end_to_end_rows(preset, _DATA_DIR.value, _REPEATS.value)
+    lines.append(f"| {r['preset']} | {r['items']} | {r['ours_s']:.2f} | {r['ref_s']:.2f} | "
+                 f"{r['speedup']:.1f}x | {r['ndcg_ours']:.4f} | {r['ndcg_ref']:.4f} |")
+  lines += ["", f"load average after: {os.getloadavg()}"]
+  text = "\n".join(lines)
+  print(text)
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)

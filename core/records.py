@@ -1,0 +1,44 @@
+"""Run records on disk: atomic JSON files and append-only JSON-lines logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+from typing import Any, Mapping
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Write `obj` as JSON to `path` atomically (temp file in the same folder, then rename)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
+  """Append one JSON object as a line (a killed run leaves whole lines behind, at worst a torn last one)."""
+  with open(path, "a") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")
+    f.flush()
+
+
+def prefixed(prefix: str, metrics: Mapping[str, Any]) -> dict:
+  """{"recall@20": x} -> {"test/recall@20": x}."""
+  return {f"{prefix}/{name}": value for name, value in metrics.items()}
+
+
+def peak_rss_gb() -> float:
+  """Peak resident memory of this process so far, in GB (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

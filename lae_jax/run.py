@@ -1,0 +1,139 @@
+"""Solve and evaluate one LAE-family model (mode 'train') or select its hyperparameters ('search').
+
+Writes into the workdir:
+  metrics.json   flat final metrics: "test/recall@20", "valid/ndcg@100", "time/solve_s", ...
+  search.jsonl   (search mode) one line per grid point with its validation metrics
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from core import filters
+from core import metrics as metrics_lib
+from core import readers
+from core import records
+from core import splits
+from core.dataset import DataError, EvalSet, Split
+from lae_jax import closed_forms
+from lae_jax import linalg
+from lae_jax import solve
+from lae_jax import sweep
+
+
+def load_split(config: ml_collections.ConfigDict) -> Split:
+  """The split the config asks for: read from files (presplit) or built from the interactions."""
+  if config.protocol == "presplit":
+    return readers.load_presplit(config.dataset, config.data_dir)[1]
+  dataset = readers.load_dataset(config.dataset, config.data_dir)
+  if config.min_rating > 0:
+    dataset = filters.filter_rating(dataset, config.min_rating)
+  dataset = filters.k_core(dataset, min_user=config.min_user_interactions, min_item=1)
+  if config.protocol == "strong":
+    return splits.strong_split(dataset, config.heldout_users, seed=config.seed,
+                               fold_in_fraction=config.fold_in_fraction)
+  if config.protocol == "weak":
+    return splits.weak_split(dataset, test_fraction=config.test_fraction, seed=config.seed)
+  raise ValueError(f"config.protocol={config.protocol!r}: use 'strong', 'weak' or 'presplit'")
+
+
+def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, name: str) -> dict:
+  result = metrics_lib.evaluate(score_fn, params, eval_set, config.ks,
+                                normalization=config.recall_normalization, head_items=head,
+                                batch_size=config.eval_batch_size, progress=config.progress, desc=name)
+  return records.prefixed(name, result)
+
+
+def _lae_score(b, fold_in):
+  return solve.lae_scores(b, fold_in)
+
+
+def _fit(config, train, lam, p, xi):
+  return solve.fit(train, config.model, lam=lam, p=p, xi=xi, dtype=np.dtype(config.dtype),
+                   method=config.solve_method, backend=config.inverse_backend or None)
+
+
+def fit_and_evaluate(config: ml_collections.ConfigDict, split: Split) -> dict[str, Any]:
+  """Solve on split.train, evaluate test (and valid when it shares the training matrix)."""
+  head = metrics_lib.head_item_mask(split.item_counts(), config.head_fraction)
+  b, info = _fit(config, split.train, config.lam, config.p, config.xi)
+  logging.info("%s solved by %s/%s in %.1fs; %d of %d diagonal constraints active",
+               config.model, info.method, info.backend, info.solve_s, info.num_active, split.num_items)
+  start = time.perf_counter()
+  out = _evaluate(config, _lae_score, b, split.test, head, "test")
+  eval_s = time.perf_counter() - start
+  if split.valid is not None and split.valid_train is None:
+    out.update(_evaluate(config, _lae_score, b, split.valid, head, "valid"))
+  out.update({"time/solve_s": info.solve_s, "time/eval_s": eval_s, "solve/num_active": info.num_active,
+              "solve/method": info.method, "solve/backend": info.backend,
+              "hparams/lam": config.lam, "hparams/p": config.p,
+              "hparams/xi": closed_forms.effective_xi(config.model, config.xi)})
+  return out
+
+
+def _grid(config) -> list[dict]:
+  spec = closed_forms.model_spec(config.model)
+  axes = {"lam": config.search.lam or (config.lam,)}
+  if spec.dropout:
+    axes["p"] = config.search.p or (config.p,)
+  if spec.diag_bound == "relaxed":
+    axes["xi"] = config.search.xi or (config.xi,)
+  return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dict:
+  """Grid search on the validation set; returns the best point's hyperparameters."""
+  if split.valid is None:
+    raise DataError(f"dataset {config.dataset!r} has no validation split to search on; "
+                    "use --mode=train with fixed hyperparameters")
+  train = split.valid_train if split.valid_train is not None else split.train
+  head = metrics_lib.head_item_mask(np.asarray(train.sum(axis=0)).ravel(), config.head_fraction)
+  spec = closed_forms.model_spec(config.model)
+  eigen = None if spec.dropout else sweep.eigen_gram(train, np.dtype(config.dtype))
+  results = []
+  for point in _grid(config):
+    hyper = {"lam": config.lam, "p": config.p, "xi": config.xi, **point}
+    if eigen is not None:  # lae / ease / rlae: every lambda from one eigendecomposition
+      params, _ = sweep.sweep_params(eigen, hyper["lam"], closed_forms.effective_xi(config.model, hyper["xi"]))
+      valid = _evaluate(config, sweep.sweep_scores, params, split.valid, head, "valid")
+    else:
+      b, _ = _fit(config, train, hyper["lam"], hyper["p"], hyper["xi"])
+      valid = _evaluate(config, _lae_score, b, split.valid, head, "valid")
+      del b
+    records.append_jsonl(os.path.join(workdir, "search.jsonl"), {**point, **valid})
+    logging.info("search %s: %s = %.5f", point, config.search.metric, valid[config.search.metric])
+    results.append((valid[config.search.metric], point))
+  best_value, best = max(results, key=lambda r: r[0])
+  logging.info("selected %s (%s = %.5f)", best, config.search.metric, best_value)
+  return best
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
+  if mode == "eval":
+    raise ValueError("the LAE family has no checkpoint to evaluate: its solve is the training; "
+                     "use --mode=train (or --mode=search)")
+  if config.model not in closed_forms.MODELS:
+    raise ValueError(f"config.model={config.model!r}: choose one of {sorted(closed_forms.MODELS)}")
+  start = time.perf_counter()
+  split = load_split(config)
+  load_s = time.perf_counter() - start
+  logging.info("split: %d training users, %d items, %d test users", split.train.shape[0], split.num_items,
+               split.test.num_users)
+  selected = {}
+  if mode == "search":
+    selected = search(config, split, workdir)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.update(selected)
+  out = fit_and_evaluate(config, split)
+  out.update({"time/load_s": load_s, "memory/peak_rss_gb": records.peak_rss_gb(),
+              "data/train_users": split.train.shape[0], "data/items": split.num_items,
+              "data/test_users": split.test.num_users})
+  records.write_json(os.path.join(workdir, "metrics.json"), out)
+  return out

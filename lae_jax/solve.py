@@ -1,0 +1,54 @@
+"""Fit one member of the LAE family on a sparse user x item matrix: X -> B."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from lae_jax import closed_forms
+from lae_jax import linalg
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveInfo:
+  method: str          # 'direct' or 'woodbury'
+  backend: str         # 'lapack' or 'jax'
+  num_active: int      # columns whose diagonal bound is tight (mu_j > 0)
+  solve_s: float       # wall seconds from sparse X to B on device
+
+
+def fit(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1.0,
+        dtype=np.float32, method: str = "auto", backend: str | None = None) -> tuple[jax.Array, SolveInfo]:
+  """B ([n, n] `dtype`) of `model` ('lae', 'ease', 'rlae', 'dlae', 'edlae', 'rdlae') on X ([m, n]).
+
+  lam: lambda; p: dropout probability (dropout models); xi: diagonal bound (relaxed models).
+  float64 needs `jax.config.update('jax_enable_x64', True)`; it is refused otherwise instead of
+  silently computing in float32.
+  """
+  spec = closed_forms.model_spec(model)
+  dtype = np.dtype(dtype)
+  if dtype == np.float64 and not jax.config.jax_enable_x64:
+    raise ValueError("dtype float64 needs jax_enable_x64: set --config.dtype=float64 through launch.py "
+                     "(which enables it) or call jax.config.update('jax_enable_x64', True)")
+  start = time.perf_counter()
+  gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)
+  method = linalg.choose_method(x) if method == "auto" else method
+  backend = backend or linalg.default_inverse_backend()
+  c = linalg.inverse_with_diagonal(x, gamma, dtype=dtype, method=method, backend=backend)
+  c = jnp.asarray(c, dtype=dtype)
+  xi = closed_forms.effective_xi(model, xi)
+  b, num_active = closed_forms.relaxed_b(c, jnp.asarray(gamma, dtype), xi)
+  b.block_until_ready()
+  info = SolveInfo(method=method, backend=backend, num_active=int(num_active),
+                   solve_s=time.perf_counter() - start)
+  return b, info
+
+
+def lae_scores(b: jax.Array, fold_in: jax.Array) -> jax.Array:
+  """Scores [batch, n] = X_u B for fold-in rows X_u [batch, n]."""
+  return fold_in @ b

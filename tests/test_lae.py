@@ -1,0 +1,133 @@
+"""The LAE family against an independent float64 numpy reference, its identities and KKT conditions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lae_jax import closed_forms, linalg, solve, sweep
+
+jax.config.update("jax_enable_x64", True)  # the float64 path is tested too; float32 stays explicit
+
+
+def random_interactions(num_users, num_items, density=0.08, seed=0):
+  rng = np.random.default_rng(seed)
+  popularity = density * np.geomspace(0.2, 5.0, num_items)  # skewed, so diag(B) varies by item
+  dense = (rng.random((num_users, num_items)) < popularity).astype(np.float32)
+  return sp.csr_matrix(dense)
+
+
+def reference_b(x, model, lam, p=0.0, xi=0.0):
+  """The DESIGN.md table, written straight from the formulas with numpy.linalg.inv in float64."""
+  g = (x.T @ x).toarray().astype(np.float64)
+  n = g.shape[0]
+  eye = np.eye(n)
+  if model in ("lae", "ease", "rlae"):
+    inv = np.linalg.inv(g + lam * eye)
+    gamma = np.full(n, lam)
+  else:
+    gamma = lam + p / (1 - p) * np.diag(g)
+    inv = np.linalg.inv(g + np.diag(gamma))
+  if model in ("lae", "dlae"):
+    return eye - inv @ np.diag(gamma)
+  if model in ("ease", "edlae"):
+    return eye - inv @ np.diag(1.0 / np.diag(inv))
+  mu = np.maximum(0.0, (1 - xi) / np.diag(inv) - gamma)
+  return eye - inv @ np.diag(gamma + mu)
+
+
+MODELS = [("lae", 30.0, 0.0, 1.0), ("ease", 20.0, 0.0, 0.0), ("rlae", 20.0, 0.0, 0.3),
+          ("dlae", 10.0, 0.5, 1.0), ("edlae", 10.0, 0.6, 0.0), ("rdlae", 10.0, 0.5, 0.3)]
+
+
+@pytest.mark.parametrize("method", ["direct", "woodbury"])
+@pytest.mark.parametrize("backend", ["lapack", "jax"])
+@pytest.mark.parametrize("model,lam,p,xi", MODELS)
+def test_closed_forms_match_numpy_reference(model, lam, p, xi, method, backend):
+  x = random_interactions(60, 40)
+  expected = reference_b(x, model, lam, p, xi)
+  b32, info = solve.fit(x, model, lam=lam, p=p, xi=xi, method=method, backend=backend)
+  assert b32.dtype == jnp.float32 and info.method == method
+  np.testing.assert_allclose(np.asarray(b32), expected, atol=2e-5)
+  b64, _ = solve.fit(x, model, lam=lam, p=p, xi=xi, dtype=np.float64, method=method, backend=backend)
+  assert b64.dtype == jnp.float64
+  np.testing.assert_allclose(np.asarray(b64), expected, atol=1e-10)
+
+
+def test_auto_method_picks_the_smaller_system():
+  assert linalg.choose_method(random_interactions(30, 50)) == "woodbury"
+  assert linalg.choose_method(random_interactions(50, 30)) == "direct"
+
+
+@pytest.mark.parametrize("dropout,free,zero", [(False, "lae", "ease"), (True, "dlae", "edlae")])
+def test_relaxed_reduces_to_free_and_zero_diagonal(dropout, free, zero):
+  x = random_interactions(80, 50, seed=1)
+  relaxed = "rdlae" if dropout else "rlae"
+  kwargs = dict(lam=15.0, p=0.5, dtype=np.float64)
+  b_xi0 = closed_forms.relaxed_b(*_c_gamma(x, relaxed, **kwargs), 1e-300)[0]
+  np.testing.assert_allclose(b_xi0, solve.fit(x, zero, **kwargs)[0], atol=1e-10)
+  np.testing.assert_allclose(solve.fit(x, relaxed, xi=1.0, **kwargs)[0], solve.fit(x, free, **kwargs)[0],
+                             atol=1e-12)
+
+
+def _c_gamma(x, model, lam, p, dtype):
+  gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, closed_forms.MODELS[model].dropout)
+  c = linalg.inverse_with_diagonal(x, gamma, dtype=dtype, method="direct", backend="lapack")
+  return jnp.asarray(c), jnp.asarray(gamma, dtype)
+
+
+@pytest.mark.parametrize("model,quantile", [("rlae", 0.3), ("rlae", 0.8), ("rdlae", 0.3), ("rdlae", 0.8)])
+def test_kkt_conditions(model, quantile):
+  x = random_interactions(70, 45, seed=2)
+  lam, p = 12.0, 0.4
+  c, gamma = _c_gamma(x, model, lam, p, np.float64)
+  c_diag = np.diag(np.asarray(c))
+  xi = float(np.quantile(1.0 - c_diag * np.asarray(gamma), quantile))  # bound inside the free diag(B)
+  b, num_active = closed_forms.relaxed_b(c, gamma, xi)
+  b, gamma = np.asarray(b), np.asarray(gamma)
+  mu = np.maximum(0.0, (1 - xi) / c_diag - gamma)
+  g = np.asarray((x.T @ x).toarray(), np.float64)
+  np.testing.assert_allclose((g + np.diag(gamma)) @ b - g + np.diag(mu), 0.0, atol=1e-9)  # stationarity
+  assert np.all(mu >= 0)                                                                # dual feasibility
+  assert np.all(np.diag(b) <= xi + 1e-10)                                               # primal feasibility
+  np.testing.assert_allclose(mu * (np.diag(b) - xi), 0.0, atol=1e-9)                   # complementary slackness
+  assert 0 < int(num_active) < x.shape[1]  # this data has both active and inactive columns
+
+
+def test_no_active_column_reduces_to_free_model():
+  x = random_interactions(70, 45, seed=3)
+  c, gamma = _c_gamma(x, "rlae", 500.0, 0.0, np.float64)
+  b, num_active = closed_forms.relaxed_b(c, gamma, 0.99)
+  assert int(num_active) == 0
+  np.testing.assert_allclose(b, reference_b(x, "lae", 500.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("xi", [1.0, 0.0, 0.25])
+def test_eigen_sweep_equals_direct_solves(xi):
+  x = random_interactions(90, 50, seed=4)
+  eigen = sweep.eigen_gram(x, np.float64)
+  fold_in = jnp.asarray(random_interactions(7, 50, seed=5).toarray(), jnp.float64)
+  model = {1.0: "lae", 0.0: "ease"}.get(xi, "rlae")
+  for lam in (1.0, 20.0, 300.0):
+    params, num_active = sweep.sweep_params(eigen, lam, xi)
+    direct = reference_b(x, model, lam, xi=xi)
+    np.testing.assert_allclose(sweep.sweep_scores(params, fold_in), np.asarray(fold_in) @ direct, atol=1e-9)
+
+
+def test_spd_inverse_backends_agree_and_refuse_indefinite():
+  rng = np.random.default_rng(6)
+  a = rng.standard_normal((30, 30))
+  a = a @ a.T + 30 * np.eye(30)
+  np.testing.assert_allclose(linalg.spd_inverse(a.copy(), "lapack"), np.linalg.inv(a), atol=1e-12)
+  np.testing.assert_allclose(linalg.spd_inverse(a.copy(), "jax"), np.linalg.inv(a), atol=1e-12)
+  with pytest.raises(np.linalg.LinAlgError):
+    linalg.spd_inverse(-a, "lapack")
+
+
+def test_bad_hyperparameters_are_refused():
+  x = random_interactions(20, 10)
+  with pytest.raises(ValueError, match="unknown LAE model"):
+    solve.fit(x, "vae", lam=1.0)
+  with pytest.raises(ValueError, match="dropout probability"):
+    solve.fit(x, "dlae", lam=1.0, p=1.0)
