@@ -36,7 +36,7 @@ GROUPS = ("head", "tail")
 
 
 def head_item_mask(item_counts: np.ndarray, fraction: float = 0.2) -> np.ndarray:
-  """Boolean [num_items] mask of the round(fraction * num_items) most popular items.
+  """Boolean [num_items] mask of the ceil(fraction * num_items) most popular items (official RLAE code).
 
   Args:
     item_counts: [num_items] training interaction counts (any real dtype), e.g.
@@ -52,7 +52,7 @@ def head_item_mask(item_counts: np.ndarray, fraction: float = 0.2) -> np.ndarray
     raise ValueError(f"item_counts must be 1-D, got shape {counts.shape}")
   if not 0.0 <= fraction <= 1.0:
     raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-  num_head = int(round(fraction * counts.shape[0]))
+  num_head = int(np.ceil(fraction * counts.shape[0] - 1e-9))  # ceil, as the official RLAE code
   order = np.argsort(-counts.astype(np.float64), kind="stable")
   mask = np.zeros(counts.shape[0], dtype=bool)
   mask[order[:num_head]] = True
@@ -199,6 +199,7 @@ def evaluate(
     batch_size: int = 1000,
     progress: bool = True,
     desc: str = "eval",
+    batch_inputs: Optional[Callable[[int, int], Any]] = None,
 ) -> Dict[str, float]:
   """Full-ranking Recall@k / NDCG@k of a scoring model on an evaluation set.
 
@@ -221,6 +222,9 @@ def evaluate(
     batch_size: users per device call.
     progress: show a tqdm bar.
     desc: the bar's label.
+    batch_inputs: optional (start, stop) -> pytree of per-user inputs with leading axis stop - start
+      (e.g. item sequences, or rows of a precomputed score matrix); when given, score_fn is called as
+      score_fn(params, fold_in, inputs) with inputs zero-padded to batch_size rows.
 
   Returns:
     {"recall@k", "ndcg@k"[, "head_recall@k", "tail_recall@k", "head_ndcg@k", "tail_ndcg@k"]: float,
@@ -250,8 +254,9 @@ def evaluate(
   with tqdm.tqdm(total=num_users, desc=desc, unit="user", disable=not progress) as bar:
     for start in range(0, num_users, batch_size):
       stop = min(start + batch_size, num_users)
+      inputs = None if batch_inputs is None else _pad_rows(batch_inputs(start, stop), batch_size)
       top, num_nan = _scored_top_k(
-          params, _dense_rows(fold_in, start, stop, batch_size), stop - start,
+          params, _dense_rows(fold_in, start, stop, batch_size), stop - start, inputs,
           score_fn=score_fn, k=max(ks))
       if pending is not None:
         per_user.append(_batch_metrics(*pending, target, ks, normalization, head_items))
@@ -264,9 +269,9 @@ def evaluate(
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn", "k"))
-def _scored_top_k(params, fold_in, num_valid, *, score_fn, k):
+def _scored_top_k(params, fold_in, num_valid, inputs, *, score_fn, k):
   """[b, k] int32 top ids and the number of NaN scores in the first num_valid (non-padding) rows."""
-  scores = score_fn(params, fold_in)
+  scores = score_fn(params, fold_in) if inputs is None else score_fn(params, fold_in, inputs)
   # lax.top_k ranks NaN above everything: count them so a broken model fails loudly.
   is_real = (jnp.arange(scores.shape[0]) < num_valid)[:, None]
   return masked_top_k(scores, fold_in > 0, k), jnp.sum(jnp.isnan(scores) & is_real)
@@ -278,6 +283,15 @@ def _batch_metrics(top, start, stop, num_nan, target, ks, normalization, head_it
         f"score_fn returned {int(num_nan)} NaN scores for users {start}:{stop}")
   top_items = np.asarray(top)[:stop - start]
   return grouped_ranking_metrics(top_items, target[start:stop], ks, normalization, head_items)
+
+
+def _pad_rows(tree: Any, num_rows: int) -> Any:
+  """Zero-pad every leaf of a pytree along axis 0 to num_rows."""
+  def pad(leaf):
+    leaf = np.asarray(leaf)
+    widths = [(0, num_rows - leaf.shape[0])] + [(0, 0)] * (leaf.ndim - 1)
+    return np.pad(leaf, widths)
+  return jax.tree.map(pad, tree)
 
 
 def _dense_rows(matrix: sp.csr_matrix, start: int, stop: int, num_rows: int) -> np.ndarray:

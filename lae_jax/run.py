@@ -60,14 +60,38 @@ def _fit(config, train, lam, p, xi):
                    method=config.solve_method, backend=config.inverse_backend or None)
 
 
+def _row_scores(unused_params, unused_fold_in, rows):
+  return rows
+
+
+def _ranks_training_users(config, split: Split) -> bool:
+  """Weak generalization scores the training users themselves: with fewer users than items their
+  scores come straight from the Woodbury factors (solve.fit_training_scores), B is never formed."""
+  train, fold_in = split.train, split.test.fold_in
+  return (split.valid is None and config.solve_method in ("auto", "woodbury")
+          and linalg.choose_method(train) == "woodbury" and fold_in.shape == train.shape
+          and (fold_in != train).nnz == 0)
+
+
 def fit_and_evaluate(config: ml_collections.ConfigDict, split: Split) -> dict[str, Any]:
   """Solve on split.train, evaluate test (and valid when it shares the training matrix)."""
   head = metrics_lib.head_item_mask(split.item_counts(), config.head_fraction)
-  b, info = _fit(config, split.train, config.lam, config.p, config.xi)
+  if _ranks_training_users(config, split):
+    scores, info = solve.fit_training_scores(split.train, config.model, lam=config.lam, p=config.p,
+                                             xi=config.xi, dtype=np.dtype(config.dtype),
+                                             backend=config.inverse_backend or None)
+  else:
+    b, info = _fit(config, split.train, config.lam, config.p, config.xi)
   logging.info("%s solved by %s/%s in %.1fs; %d of %d diagonal constraints active",
                config.model, info.method, info.backend, info.solve_s, info.num_active, split.num_items)
   start = time.perf_counter()
-  out = _evaluate(config, _lae_score, b, split.test, head, "test")
+  if info.method == "woodbury-rows":
+    out = records.prefixed("test", metrics_lib.evaluate(
+        _row_scores, (), split.test, config.ks, normalization=config.recall_normalization,
+        head_items=head, batch_size=config.eval_batch_size, progress=config.progress, desc="test",
+        batch_inputs=lambda begin, end: scores[begin:end]))
+  else:
+    out = _evaluate(config, _lae_score, b, split.test, head, "test")
   eval_s = time.perf_counter() - start
   if split.valid is not None and split.valid_train is None:
     out.update(_evaluate(config, _lae_score, b, split.valid, head, "valid"))

@@ -49,6 +49,28 @@ def fit(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1
   return b, info
 
 
+def fit_training_scores(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1.0,
+                        dtype=np.float32, backend: str | None = None) -> tuple[np.ndarray, SolveInfo]:
+  """Scores X B ([m, n] numpy `dtype`) of the training users themselves, without forming B.
+
+  Needs users < items (the Woodbury path, `linalg.woodbury_training_rows`); this is what weak
+  generalization evaluates, at the cost of the solve alone.
+  """
+  spec = closed_forms.model_spec(model)
+  start = time.perf_counter()
+  gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)
+  backend = backend or linalg.default_inverse_backend()
+  scores, c_diag = linalg.woodbury_training_rows(x, gamma, np.dtype(dtype), backend)
+  scale, active = closed_forms.diag_scale(jnp.asarray(c_diag), jnp.asarray(gamma, c_diag.dtype),
+                                          closed_forms.effective_xi(model, xi))
+  scores *= -np.asarray(scale, scores.dtype)[None, :]   # X B = X - (X C) diagMat(scale)
+  rows, cols = sp.csr_matrix(x).nonzero()
+  scores[rows, cols] += 1.0
+  info = SolveInfo(method="woodbury-rows", backend=backend, num_active=int(jnp.sum(active)),
+                   solve_s=time.perf_counter() - start)
+  return scores, info
+
+
 def lae_scores(b: jax.Array, fold_in: jax.Array) -> jax.Array:
   """Scores [batch, n] = X_u B for fold-in rows X_u [batch, n]."""
   return fold_in @ b

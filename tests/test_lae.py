@@ -131,3 +131,12 @@ def test_bad_hyperparameters_are_refused():
     solve.fit(x, "vae", lam=1.0)
   with pytest.raises(ValueError, match="dropout probability"):
     solve.fit(x, "dlae", lam=1.0, p=1.0)
+
+
+@pytest.mark.parametrize("model,lam,p,xi", MODELS)
+def test_training_rows_scores_equal_x_times_b(model, lam, p, xi):
+  x = random_interactions(40, 70, seed=7)  # fewer users than items: the Woodbury regime
+  scores, info = solve.fit_training_scores(x, model, lam=lam, p=p, xi=xi, dtype=np.float64)
+  np.testing.assert_allclose(scores, x.toarray() @ reference_b(x, model, lam, p, xi), atol=1e-10)
+  scores32, _ = solve.fit_training_scores(x, model, lam=lam, p=p, xi=xi)
+  np.testing.assert_allclose(scores32, scores, atol=3e-5)
