@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,7 +68,6 @@ def test_malformed_file_names_file_and_line(tmp_path):
   assert "train.txt" in result.stderr and "line 2" in result.stderr
 
 
-@pytest.mark.slow
 def test_search_mode_on_synthetic(tmp_path):
   result = launch("--config=configs/lae.py:rlae_synthetic", f"--workdir={tmp_path}", "--mode=search",
                   "--config.search.lam=(5.0,20.0,80.0)", "--config.search.xi=(0.1,0.3)", "--config.progress=False")
