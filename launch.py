@@ -31,7 +31,10 @@ def _family_runner(family: str):
   if family == "lae":
     from lae_jax import run as lae_run
     return lae_run.run
-  raise ValueError(f"config.family={family!r} has no runner; known: 'lae'")
+  if family == "sasrec":
+    from seqrec import run as seqrec_run
+    return seqrec_run.run
+  raise ValueError(f"config.family={family!r} has no runner; known: 'lae', 'sasrec'")
 
 
 def main(argv):

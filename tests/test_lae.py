@@ -140,3 +140,14 @@ def test_training_rows_scores_equal_x_times_b(model, lam, p, xi):
   np.testing.assert_allclose(scores, x.toarray() @ reference_b(x, model, lam, p, xi), atol=1e-10)
   scores32, _ = solve.fit_training_scores(x, model, lam=lam, p=p, xi=xi)
   np.testing.assert_allclose(scores32, scores, atol=3e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_cholesky_inverse_matches_numpy(monkeypatch, dtype):
+  """The block recursion that sidesteps OpenBLAS's large-potrf crash gives the same inverse."""
+  monkeypatch.setattr(linalg, "_POTRF_MAX_ROWS", 40)
+  rng = np.random.default_rng(8)
+  a = rng.standard_normal((173, 173))
+  a = a @ a.T + 173 * np.eye(173)
+  tolerance = 1e-6 if dtype == np.float32 else 1e-14
+  np.testing.assert_allclose(linalg.spd_inverse(a.astype(dtype), "lapack"), np.linalg.inv(a), atol=tolerance)

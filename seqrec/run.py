@@ -1,0 +1,146 @@
+"""Train (mode 'train') or evaluate the best checkpoint (mode 'eval') of SASRec under leave-one-out.
+
+Writes into the workdir:
+  metrics.jsonl   one line per validation ("step", "epoch", "train/loss", "valid/ndcg@10", ...)
+  checkpoints/    orbax: latest/ and best/ (see core/checkpoint.py)
+  metrics.json    final: "test/recall@10", "test/ndcg@20", ... of the best checkpoint, its
+                  "valid/..." metrics, "best/epoch", "time/..." and the data sizes
+  eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+import optax
+import scipy.sparse as sp
+
+from core import loop
+from core import metrics as metrics_lib
+from core import readers
+from core import records
+from core import splits
+from core import train
+from core.checkpoint import Checkpoints
+from core.dataset import Dataset, EvalSet
+from seqrec import data as data_lib
+from seqrec import sasrec
+
+
+def build_model(config: ml_collections.ConfigDict, num_items: int) -> sasrec.SASRec:
+  m = config.model
+  return sasrec.SASRec(num_items=num_items, max_len=config.max_len, hidden=m.hidden, inner=m.inner,
+                       num_layers=m.num_layers, num_heads=m.num_heads, dropout=m.dropout,
+                       attention_dropout=m.attention_dropout, layer_norm_eps=m.layer_norm_eps,
+                       init_std=m.init_std)
+
+
+def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  optimizer = optax.adam(config.learning_rate)
+  if config.weight_decay:  # torch Adam's L2 weight decay (RecBole's `weight_decay`), added to grads
+    optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
+  if config.freeze_item_embedding:
+    optimizer = train.masked_optimizer(optimizer, sasrec.is_item_table)
+  return optimizer
+
+
+def item_table(config: ml_collections.ConfigDict) -> Any:
+  """The [num_items, hidden] initial item table from config.item_init (a .npy path), or None."""
+  if not config.item_init:
+    return None
+  if not os.path.isfile(config.item_init):
+    raise FileNotFoundError(f"{config.item_init}: no such file (config.item_init)")
+  return np.load(config.item_init)
+
+
+def eval_sets(ds: Dataset, mask_history: bool) -> dict[str, EvalSet]:
+  """Leave-one-out valid/test sets; without mask_history (RecBole) no item is excluded."""
+  split = splits.leave_one_out(ds)
+  out = {"valid": split.valid, "test": split.test}
+  if not mask_history:
+    empty = sp.csr_matrix(split.test.fold_in.shape, dtype=np.float32)
+    out = {name: EvalSet(fold_in=empty, target=s.target) for name, s in out.items()}
+  return out
+
+
+def make_score_fn(model: sasrec.SASRec):
+  """(params, fold_in, item_seq [b, max_len]) -> [b, num_items] scores of the real items (the
+  padding column 0 is dropped, so it is never ranked)."""
+  def score_fn(params, unused_fold_in, item_seq):
+    return model.apply({"params": params}, item_seq, method=sasrec.SASRec.scores)[:, 1:]
+  return score_fn
+
+
+class Evaluator:
+  """Full-ranking Recall/NDCG of the model on one evaluation set (see sasrec.py for masking)."""
+
+  def __init__(self, config, score_fn, ds: Dataset, which: str, eval_set: EvalSet):
+    """score_fn: from `make_score_fn`; share one between evaluators (one compilation)."""
+    self.config, self.score_fn, self.which, self.eval_set = config, score_fn, which, eval_set
+    self.histories = data_lib.eval_histories(ds, config.max_len, which)
+
+  def __call__(self, params: Any) -> dict:
+    c = self.config
+    result = metrics_lib.evaluate(
+        self.score_fn, params, self.eval_set, c.ks, normalization=c.recall_normalization,
+        batch_size=c.eval_batch_size, progress=c.progress, desc=self.which,
+        batch_inputs=lambda start, stop: self.histories[start:stop])
+    return records.prefixed(self.which, result)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
+  if mode not in ("train", "eval"):
+    raise ValueError(f"mode={mode!r}: SASRec supports --mode=train and --mode=eval")
+  start = time.perf_counter()
+  ds = readers.load_dataset(config.dataset, config.data_dir)
+  sets = eval_sets(ds, config.mask_history)
+  model = build_model(config, ds.num_items)
+  optimizer = build_optimizer(config)
+  mesh = train.make_mesh(jax.devices()[:config.num_devices] if config.num_devices else None)
+  params = sasrec.init_params(model, config.seed, item_table(config))
+  state = train.replicate(train.create_state(params, optimizer, config.seed), mesh)
+  checkpoints = Checkpoints(workdir)
+  score_fn = make_score_fn(model)
+  valid = Evaluator(config, score_fn, ds, "valid", sets["valid"])
+  test = Evaluator(config, score_fn, ds, "test", sets["test"])
+  load_s = time.perf_counter() - start
+
+  if mode == "eval":
+    state, meta = checkpoints.restore("best", state)
+    out = {**valid(state.params), **test(state.params), "best/step": meta["best_step"]}
+    if jax.process_index() == 0:
+      records.write_json(os.path.join(workdir, "eval.json"), out)
+    return out
+
+  examples = data_lib.train_examples(ds, config.max_len)
+  batches = data_lib.Batches(examples, config.batch_size, config.seed)
+  logging.info("%s: %d users, %d items, %d training examples, %d batches/epoch on %d devices",
+               ds.name, ds.num_users, ds.num_items, len(examples), batches.num_batches,
+               mesh.size)
+  step_fn = train.make_train_step(
+      lambda p, b, rng: sasrec.ce_loss(model, p, b, rng), optimizer, mesh)
+  start = time.perf_counter()
+  state, meta = loop.train_loop(config, workdir, state=state, step_fn=step_fn, batches=batches,
+                                mesh=mesh, validate=valid, checkpoints=checkpoints)
+  train_s = time.perf_counter() - start
+  best, best_meta = checkpoints.restore("best", state)
+  start = time.perf_counter()
+  out = {**valid(best.params), **test(best.params)}
+  out.update({"best/step": best_meta["best_step"], "best/epoch": best_meta["best_epoch"],
+              "train/steps": int(state.step), "train/epochs": meta["epoch"],
+              "time/load_s": load_s, "time/train_s": train_s,
+              "time/eval_s": time.perf_counter() - start,
+              "data/users": ds.num_users, "data/items": ds.num_items,
+              "data/train_examples": len(examples), "devices": mesh.size,
+              "device": jax.devices()[0].device_kind,
+              "memory/peak_rss_gb": records.peak_rss_gb()})
+  checkpoints.close()
+  if jax.process_index() == 0:
+    records.write_json(os.path.join(workdir, "metrics.json"), out)
+  return out
