@@ -73,7 +73,7 @@ def get_config(arg: str = "ease_synthetic") -> ml_collections.ConfigDict:
 
   config.search = ml_collections.ConfigDict()   # --mode=search grid; empty tuple keeps the value above
   config.search.metric = "valid/ndcg@100"
-  config.search.lam = (10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+  config.search.lam = (10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
   config.search.p = (0.1, 0.3, 0.5, 0.7)
   config.search.xi = (0.1, 0.2, 0.3, 0.4, 0.5)
 
