@@ -102,7 +102,7 @@ def end_to_end_rows(preset, data_dir, repeats):
 
   def ours():
     b, _ = solve.fit(split.train, "ease", lam=config.lam)
-    return metrics_lib.evaluate(lae_run._lae_score, b, split.test, config.ks,
+    return metrics_lib.evaluate(solve.lae_scores, b, split.test, config.ks,
                                 normalization=config.recall_normalization, progress=False)
 
   load_s = best_time(lambda: lae_run.load_split(config), 1)

@@ -44,15 +44,13 @@ def load_split(config: ml_collections.ConfigDict) -> Split:
   raise ValueError(f"config.protocol={config.protocol!r}: use 'strong', 'weak' or 'presplit'")
 
 
-def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, name: str) -> dict:
+def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, name: str,
+              batch_inputs=None) -> dict:
   result = metrics_lib.evaluate(score_fn, params, eval_set, config.ks,
                                 normalization=config.recall_normalization, head_items=head,
-                                batch_size=config.eval_batch_size, progress=config.progress, desc=name)
+                                batch_size=config.eval_batch_size, progress=config.progress, desc=name,
+                                batch_inputs=batch_inputs)
   return records.prefixed(name, result)
-
-
-def _lae_score(b, fold_in):
-  return solve.lae_scores(b, fold_in)
 
 
 def _fit(config, train, lam, p, xi):
@@ -86,15 +84,13 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, split: Split) -> dict[st
                config.model, info.method, info.backend, info.solve_s, info.num_active, split.num_items)
   start = time.perf_counter()
   if info.method == "woodbury-rows":
-    out = records.prefixed("test", metrics_lib.evaluate(
-        _row_scores, (), split.test, config.ks, normalization=config.recall_normalization,
-        head_items=head, batch_size=config.eval_batch_size, progress=config.progress, desc="test",
-        batch_inputs=lambda begin, end: scores[begin:end]))
+    out = _evaluate(config, _row_scores, (), split.test, head, "test",
+                    batch_inputs=lambda begin, end: scores[begin:end])
   else:
-    out = _evaluate(config, _lae_score, b, split.test, head, "test")
+    out = _evaluate(config, solve.lae_scores, b, split.test, head, "test")
   eval_s = time.perf_counter() - start
   if split.valid is not None and split.valid_train is None:
-    out.update(_evaluate(config, _lae_score, b, split.valid, head, "valid"))
+    out.update(_evaluate(config, solve.lae_scores, b, split.valid, head, "valid"))
   out.update({"time/solve_s": info.solve_s, "time/eval_s": eval_s, "solve/num_active": info.num_active,
               "solve/method": info.method, "solve/backend": info.backend,
               "hparams/lam": config.lam, "hparams/p": config.p,
@@ -129,7 +125,7 @@ def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dic
       valid = _evaluate(config, sweep.sweep_scores, params, split.valid, head, "valid")
     else:
       b, _ = _fit(config, train, hyper["lam"], hyper["p"], hyper["xi"])
-      valid = _evaluate(config, _lae_score, b, split.valid, head, "valid")
+      valid = _evaluate(config, solve.lae_scores, b, split.valid, head, "valid")
       del b
     records.append_jsonl(os.path.join(workdir, "search.jsonl"), {**point, **valid})
     logging.info("search %s: %s = %.5f", point, config.search.metric, valid[config.search.metric])
