@@ -1,12 +1,14 @@
 """SASRec throughput: training sequences per second and evaluation users per second.
 
   python benchmarks/seqrec_speed.py --preset=amazon_beauty --steps=30 --out=benchmarks/results/seqrec_speed.md
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/seqrec_speed.py --steps=10
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/seqrec_speed.py --steps=10 \
+      --mesh_sizes=1,8 --out=benchmarks/results/seqrec_devices.md
 
 Uses the preset's model and batch exactly as `launch.py` trains it (core.train step on a mesh over
 all local devices, real batches of `seqrec.data.Batches`), after one warm-up step that compiles.
 With fake CPU devices the figure shows that the sharded step runs, not a speed-up (the devices share
-the same cores). Run it on a quiet machine: the load average is printed beside the figures.
+the same cores). With several `--mesh_sizes` every mesh trains from the same initial state on the same
+batches, and the table gives each one's largest parameter difference from the first mesh's. Run it on a quiet machine: the load average is printed beside the figures.
 """
 
 import os
@@ -18,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app
 from absl import flags
 import jax
+import numpy as np
 
 from configs import sasrec as sasrec_configs
 from core import readers
@@ -31,13 +34,12 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding th
 _STEPS = flags.DEFINE_integer("steps", 30, "timed training steps")
 _EVAL_USERS = flags.DEFINE_integer("eval_users", 4096, "users in the timed evaluation")
 _OUT = flags.DEFINE_string("out", "", "also write the markdown table here")
+_MESH_SIZES = flags.DEFINE_list("mesh_sizes", [], "mesh sizes to compare (default: all devices)")
 
 
-def measure(config):
-  ds = readers.load_dataset(config.dataset, config.data_dir)
+def measure(config, ds, mesh):
   model = seqrec_run.build_model(config, ds.num_items)
   optimizer = seqrec_run.build_optimizer(config)
-  mesh = train.make_mesh()
   state = train.replicate(train.create_state(sasrec.init_params(model, 0), optimizer, 0), mesh)
   step = train.make_train_step(lambda p, b, r: sasrec.ce_loss(model, p, b, r), optimizer, mesh)
   batches = data_lib.Batches(data_lib.train_examples(ds, config.max_len), config.batch_size, 0)
@@ -56,12 +58,13 @@ def measure(config):
   users = min(_EVAL_USERS.value, ds.num_users)
   subset = seqrec_run.EvalSet(fold_in=sets["valid"].fold_in[:users],
                               target=sets["valid"].target[:users])
-  evaluator = seqrec_run.Evaluator(config, seqrec_run.make_score_fn(model), ds, "valid", subset)
+  evaluator = seqrec_run.Evaluator(config, seqrec_run.make_score_fn(model), ds, "valid", subset,
+                                   mesh)
   evaluator(state.params)  # compiles
   start = time.perf_counter()
   evaluator(state.params)
   eval_s = time.perf_counter() - start
-  return {"devices": mesh.size, "compile_s": compile_s,
+  return {"devices": mesh.size, "compile_s": compile_s, "params": jax.device_get(state.params),
           "train_seq_per_s": _STEPS.value * config.batch_size / train_s,
           "step_ms": 1000 * train_s / _STEPS.value, "eval_users_per_s": users / eval_s,
           "epoch_s": batches.num_batches * train_s / _STEPS.value}
@@ -71,16 +74,25 @@ def main(argv):
   del argv
   config = sasrec_configs.get_config(_PRESET.value)
   config.data_dir, config.progress = _DATA_DIR.value, False
-  r = measure(config)
+  ds = readers.load_dataset(config.dataset, config.data_dir)
+  sizes = [int(n) for n in _MESH_SIZES.value] or [jax.device_count()]
+  results = [measure(config, ds, train.make_mesh(jax.devices()[:n])) for n in sizes]
   m = config.model
   lines = [
       f"# SASRec speed ({_PRESET.value}: hidden {m.hidden}, {m.num_layers} layers, max_len "
-      f"{config.max_len}, batch {config.batch_size})", "",
-      f"{jax.devices()[0].device_kind} x {r['devices']} ({jax.default_backend()}), jax "
-      f"{jax.__version__}; load average before/after: {LOAD[0]:.2f} / {os.getloadavg()[0]:.2f}", "",
-      "| train seq/s | step ms | est. epoch s | eval users/s | compile s |", "|---|---|---|---|---|",
-      f"| {r['train_seq_per_s']:.0f} | {r['step_ms']:.1f} | {r['epoch_s']:.0f} | "
-      f"{r['eval_users_per_s']:.0f} | {r['compile_s']:.1f} |", ""]
+      f"{config.max_len}, batch {config.batch_size}, {_STEPS.value} timed steps after 1 compiling step)",
+      "", f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} devices "
+      f"visible), jax {jax.__version__}; load average before/after: {LOAD[0]:.2f} / "
+      f"{os.getloadavg()[0]:.2f}", "",
+      "| mesh devices | train seq/s | step ms | est. epoch s | eval users/s | compile s | "
+      "max abs param diff vs first mesh |", "|---|---|---|---|---|---|---|"]
+  for r in results:
+    diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
+                                            r["params"], results[0]["params"])))
+    lines.append(f"| {r['devices']} | {r['train_seq_per_s']:.0f} | {r['step_ms']:.1f} | "
+                 f"{r['epoch_s']:.0f} | {r['eval_users_per_s']:.0f} | {r['compile_s']:.1f} | "
+                 f"{diff:.2e} |")
+  lines.append("")
   print("\n".join(lines))
   if _OUT.value:
     with open(_OUT.value, "w") as f:

@@ -24,7 +24,9 @@ import functools
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import scipy.sparse as sp
 import tqdm
@@ -200,6 +202,7 @@ def evaluate(
     progress: bool = True,
     desc: str = "eval",
     batch_inputs: Optional[Callable[[int, int], Any]] = None,
+    mesh: Optional[jax.sharding.Mesh] = None,
 ) -> Dict[str, float]:
   """Full-ranking Recall@k / NDCG@k of a scoring model on an evaluation set.
 
@@ -225,6 +228,10 @@ def evaluate(
     batch_inputs: optional (start, stop) -> pytree of per-user inputs with leading axis stop - start
       (e.g. item sequences, or rows of a precomputed score matrix); when given, score_fn is called as
       score_fn(params, fold_in, inputs) with inputs zero-padded to batch_size rows.
+    mesh: optional ('data',) mesh (core.train.make_mesh): params are replicated on it and each
+      batch of users is split over its devices (batch_size rounded up to a multiple of its size).
+      Every process passes the same arguments; each puts only its own devices' rows. Without a
+      mesh everything runs on the default device.
 
   Returns:
     {"recall@k", "ndcg@k"[, "head_recall@k", "tail_recall@k", "head_ndcg@k", "tail_ndcg@k"]: float,
@@ -246,17 +253,23 @@ def evaluate(
   if head_items is not None:
     head_items = _check_item_mask(head_items, num_items)
   batch_size = min(batch_size, num_users)
-  # A later change shards params (replicated) and the batch (over users) here.
-  params = jax.device_put(params)
+  if mesh is None:
+    params, to_device = jax.device_put(params), jnp.asarray
+  else:
+    batch_size = -(-batch_size // mesh.size) * mesh.size
+    params = jax.device_put(params, NamedSharding(mesh, P()))
+    rows = NamedSharding(mesh, P("data"))
+    to_device = lambda x: jax.make_array_from_callback(x.shape, rows, lambda index: x[index])
 
   per_user = []
   pending = None
   with tqdm.tqdm(total=num_users, desc=desc, unit="user", disable=not progress) as bar:
     for start in range(0, num_users, batch_size):
       stop = min(start + batch_size, num_users)
-      inputs = None if batch_inputs is None else _pad_rows(batch_inputs(start, stop), batch_size)
+      inputs = None if batch_inputs is None else jax.tree.map(
+          to_device, _pad_rows(batch_inputs(start, stop), batch_size))
       top, num_nan = _scored_top_k(
-          params, _dense_rows(fold_in, start, stop, batch_size), stop - start, inputs,
+          params, to_device(_dense_rows(fold_in, start, stop, batch_size)), stop - start, inputs,
           score_fn=score_fn, k=max(ks))
       if pending is not None:
         per_user.append(_batch_metrics(*pending, target, ks, normalization, head_items))
@@ -281,6 +294,8 @@ def _batch_metrics(top, start, stop, num_nan, target, ks, normalization, head_it
   if int(num_nan) > 0:
     raise FloatingPointError(
         f"score_fn returned {int(num_nan)} NaN scores for users {start}:{stop}")
+  if not top.is_fully_addressable:  # rows on other hosts' devices
+    top = multihost_utils.process_allgather(top, tiled=True)
   top_items = np.asarray(top)[:stop - start]
   return grouped_ranking_metrics(top_items, target[start:stop], ks, normalization, head_items)
 

@@ -80,9 +80,11 @@ def make_score_fn(model: sasrec.SASRec):
 class Evaluator:
   """Full-ranking Recall/NDCG of the model on one evaluation set (see sasrec.py for masking)."""
 
-  def __init__(self, config, score_fn, ds: Dataset, which: str, eval_set: EvalSet):
-    """score_fn: from `make_score_fn`; share one between evaluators (one compilation)."""
+  def __init__(self, config, score_fn, ds: Dataset, which: str, eval_set: EvalSet, mesh=None):
+    """score_fn: from `make_score_fn`; share one between evaluators (one compilation).
+    mesh: the training mesh, over which users are split (None: the default device)."""
     self.config, self.score_fn, self.which, self.eval_set = config, score_fn, which, eval_set
+    self.mesh = mesh
     self.histories = data_lib.eval_histories(ds, config.max_len, which)
 
   def __call__(self, params: Any) -> dict:
@@ -90,7 +92,7 @@ class Evaluator:
     result = metrics_lib.evaluate(
         self.score_fn, params, self.eval_set, c.ks, normalization=c.recall_normalization,
         batch_size=c.eval_batch_size, progress=c.progress, desc=self.which,
-        batch_inputs=lambda start, stop: self.histories[start:stop])
+        batch_inputs=lambda start, stop: self.histories[start:stop], mesh=self.mesh)
     return records.prefixed(self.which, result)
 
 
@@ -107,8 +109,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   state = train.replicate(train.create_state(params, optimizer, config.seed), mesh)
   checkpoints = Checkpoints(workdir)
   score_fn = make_score_fn(model)
-  valid = Evaluator(config, score_fn, ds, "valid", sets["valid"])
-  test = Evaluator(config, score_fn, ds, "test", sets["test"])
+  valid = Evaluator(config, score_fn, ds, "valid", sets["valid"], mesh)
+  test = Evaluator(config, score_fn, ds, "test", sets["test"], mesh)
   load_s = time.perf_counter() - start
 
   if mode == "eval":

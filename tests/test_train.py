@@ -19,11 +19,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs in a fresh process with 8 fake CPU devices (the device count is fixed at jax import). Trains
 # a small SASRec with dropout for 4 steps on a mesh of 1 device and on a mesh of 8, from the same
-# state and batches, and prints the largest parameter difference and both loss curves.
+# state and batches, and prints the largest parameter difference and both loss curves. Then evaluates
+# the trained model on 37 users (not a multiple of 8) without a mesh and split over the 8 devices.
 _SHARDED_SCRIPT = textwrap.dedent("""
     import json
-    import jax, numpy as np, optax
-    from core import train
+    import jax, numpy as np, optax, scipy.sparse as sp
+    from core import metrics as metrics_lib, train
+    from core.dataset import EvalSet
     from seqrec import sasrec
     assert jax.device_count() == 8, jax.devices()
     model = sasrec.SASRec(num_items=50, max_len=8, hidden=16, inner=32, num_layers=2,
@@ -49,8 +51,16 @@ _SHARDED_SCRIPT = textwrap.dedent("""
         losses.append(float(metrics["loss"]))
       out[name] = (jax.device_get(state.params), losses, int(state.step))
     diff = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), out["one"][0], out["eight"][0])
+    histories = rng.integers(0, 51, size=(37, 8)).astype(np.int32)
+    target = sp.csr_matrix((np.ones(37), (np.arange(37), rng.integers(0, 50, 37))), shape=(37, 50))
+    score_fn = lambda p, unused, seq: model.apply({"params": p}, seq, method=model.scores)[:, 1:]
+    eval_set = EvalSet(sp.csr_matrix((37, 50)), target)
+    evaluated = [metrics_lib.evaluate(score_fn, out["one"][0], eval_set, (5, 20), batch_size=16,
+                                      progress=False, mesh=mesh,
+                                      batch_inputs=lambda start, stop: histories[start:stop])
+                 for mesh in (None, train.make_mesh())]
     print(json.dumps({"max_diff": max(jax.tree.leaves(diff)), "one": out["one"][1:],
-                      "eight": out["eight"][1:]}))
+                      "eight": out["eight"][1:], "eval": evaluated}))
 """)
 
 
@@ -65,6 +75,9 @@ def test_sharded_step_on_8_devices_equals_single_device():
   assert out["max_diff"] < 1e-5, out
   assert out["one"][1] == out["eight"][1] == 4
   np.testing.assert_allclose(out["one"][0], out["eight"][0], rtol=1e-5)
+  unsharded, sharded = out["eval"]
+  assert unsharded["num_users"] == sharded["num_users"] == 37
+  assert unsharded == pytest.approx(sharded, abs=1e-12), out["eval"]
 
 
 def _quadratic_loss(params, batch, rng):
