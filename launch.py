@@ -34,7 +34,10 @@ def _family_runner(family: str):
   if family == "sasrec":
     from seqrec import run as seqrec_run
     return seqrec_run.run
-  raise ValueError(f"config.family={family!r} has no runner; known: 'lae', 'sasrec'")
+  if family == "embed":
+    from core.embed import run as embed_run
+    return embed_run.run
+  raise ValueError(f"config.family={family!r} has no runner; known: 'lae', 'sasrec', 'embed'")
 
 
 def main(argv):

@@ -1,0 +1,69 @@
+"""The embedding cache: `<cache_dir>/<dataset>/<extractor>-<key>.npy` + `.json` metadata.
+
+The key hashes everything the vectors depend on: the exact item texts (so a changed template, field
+choice or data file misses), the model identity (weights package and version, pooling, layer,
+normalisation, max length). A hit requires both files, the same key in the metadata and a matrix of
+the recorded shape; anything else is a miss and is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from core import records
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+  """sha256 of the item texts in dense-id order."""
+  return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
+
+
+def cache_key(spec: dict[str, Any]) -> str:
+  """16 hex digits of the sha256 of `spec` (JSON with sorted keys)."""
+  return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def paths(cache_dir: str, dataset: str, extractor: str, key: str) -> tuple[str, str]:
+  stem = os.path.join(cache_dir, dataset, f"{extractor}-{key}")
+  return stem + ".npy", stem + ".json"
+
+
+def load(cache_dir: str, dataset: str, extractor: str, key: str
+         ) -> Optional[tuple[np.ndarray, dict[str, Any]]]:
+  """(embeddings, metadata) when a valid entry exists, else None."""
+  npy, meta_path = paths(cache_dir, dataset, extractor, key)
+  if not (os.path.isfile(npy) and os.path.isfile(meta_path)):
+    return None
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+    emb = np.load(npy, mmap_mode="r", allow_pickle=False)
+  except (OSError, ValueError):
+    return None
+  if meta.get("key") != key or list(emb.shape) != meta.get("shape"):
+    return None
+  return np.array(emb, np.float32), meta  # a copy: the memory map closes with the file
+
+
+def save(cache_dir: str, dataset: str, extractor: str, key: str, emb: np.ndarray,
+         meta: dict[str, Any]) -> str:
+  """Writes the matrix (atomically: temp file, then rename) and its metadata; returns the .npy."""
+  npy, meta_path = paths(cache_dir, dataset, extractor, key)
+  os.makedirs(os.path.dirname(npy), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(npy), prefix=".tmp-", suffix=".npy")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.save(f, np.asarray(emb, np.float32))
+    os.replace(tmp, npy)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  records.write_json(meta_path, {**meta, "key": key, "shape": list(emb.shape)})
+  return npy
