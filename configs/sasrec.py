@@ -48,6 +48,25 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.item_init = ""                # optional .npy [num_items, hidden] initial item table (ACE)
   config.freeze_item_embedding = False     # True: the item table gets zero updates
 
+  # Item-table initialiser from LLM item embeddings (seqrec/initialisers.py; configs/ace.py).
+  config.init = ml_collections.ConfigDict()
+  # id | raw | llm2x | whitenrec | whitenrec_plus | llmemb | alphafuse | ace
+  config.init.kind = "id"
+  config.init.embeddings = ""          # [num_items, d]: .npy path | bow | minilm | smollm2 (ace.py)
+  config.init.normalize = True         # L2-normalise the rows first (ACE: normalised, not centred)
+  config.init.scale = 0.1              # raw/llm2x/ace tables rescaled to this global std (0: as is)
+  config.init.lam = 50.0               # ACE lambda
+  config.init.raw_method = "svd"       # raw: svd = top singular directions E V_k | first = first k
+  config.init.whiten_groups = 4        # WhitenRec+: column groups of the relaxed (group) whitening
+  config.init.whiten_eps = 1e-6        # whitening: variances floored at eps * the largest
+  config.init.mlp_dropout = 0.2        # WhitenRec(+) MLP dropout
+  config.init.pca_dim = 1536           # LLMEmb: frozen PCA size (capped at min(d, num_items - 1))
+  config.init.null_dim = 0             # AlphaFuse: ID columns (0: hidden // 2, official 64 of 128)
+  config.init.cover = False            # AlphaFuse: ID columns replace (True) / add to (False) them
+  config.init.id_init_std = 1.0        # AlphaFuse: ID embeddings ~ N(0, std) (official N(0, 1))
+  config.init.bow_dims = 96            # embeddings="bow": size of the bag-of-words stand-in
+  config.init.bow_seed = 0
+
   config.batch_size = 256              # global batch (split over devices and processes)
   config.learning_rate = 1e-3          # Adam
   config.weight_decay = 0.0            # L2 added to the gradient (torch Adam weight_decay)

@@ -30,23 +30,30 @@ from core import train
 from core.checkpoint import Checkpoints
 from core.dataset import Dataset, EvalSet
 from seqrec import data as data_lib
+from seqrec import initialisers
 from seqrec import sasrec
 
 
-def build_model(config: ml_collections.ConfigDict, num_items: int) -> sasrec.SASRec:
+def build_model(config: ml_collections.ConfigDict, num_items: int,
+                item_table_module=None) -> sasrec.SASRec:
+  """item_table_module: an initialiser's table module (`initialisers.ItemInit.module`) or None."""
   m = config.model
   return sasrec.SASRec(num_items=num_items, max_len=config.max_len, hidden=m.hidden, inner=m.inner,
                        num_layers=m.num_layers, num_heads=m.num_heads, dropout=m.dropout,
                        attention_dropout=m.attention_dropout, layer_norm_eps=m.layer_norm_eps,
-                       init_std=m.init_std)
+                       init_std=m.init_std, item_table=item_table_module)
 
 
-def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def build_optimizer(config: ml_collections.ConfigDict,
+                    frozen_parts: bool = False) -> optax.GradientTransformation:
+  """frozen_parts: the model has an initialiser's "frozen_*" parameters (zero updates)."""
   optimizer = optax.adam(config.learning_rate)
   if config.weight_decay:  # torch Adam's L2 weight decay (RecBole's `weight_decay`), added to grads
     optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
-  if config.freeze_item_embedding:
-    optimizer = train.masked_optimizer(optimizer, sasrec.is_item_table)
+  if config.freeze_item_embedding or frozen_parts:
+    optimizer = train.masked_optimizer(optimizer, lambda path: (
+        (config.freeze_item_embedding and sasrec.is_item_table(path))
+        or (frozen_parts and initialisers.is_frozen(path))))
   return optimizer
 
 
@@ -102,10 +109,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   start = time.perf_counter()
   ds = readers.load_dataset(config.dataset, config.data_dir)
   sets = eval_sets(ds, config.mask_history)
-  model = build_model(config, ds.num_items)
-  optimizer = build_optimizer(config)
+  init = initialisers.build(config, ds)  # None: the ID-only table (config.init.kind="id")
+  model = build_model(config, ds.num_items, init and init.module)
+  optimizer = build_optimizer(config, bool(init and init.frozen))
   mesh = train.make_mesh(jax.devices()[:config.num_devices] if config.num_devices else None)
-  params = sasrec.init_params(model, config.seed, item_table(config))
+  params = (sasrec.init_params(model, config.seed, item_table(config)) if init is None
+            else initialisers.init_params(model, config.seed, init))
   state = train.replicate(train.create_state(params, optimizer, config.seed), mesh)
   checkpoints = Checkpoints(workdir)
   score_fn = make_score_fn(model)

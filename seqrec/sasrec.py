@@ -100,12 +100,17 @@ class SASRec(nn.Module):
   attention_dropout: float = 0.5
   layer_norm_eps: float = 1e-12
   init_std: float = 0.02
+  # Optional module computing the whole [num_items + 1, hidden] item table from its own parameters
+  # (an adapter over frozen LLM embeddings, seqrec/initialisers.py), called as
+  # item_table(deterministic). None: RecBole's trainable nn.Embed table.
+  item_table: Optional[nn.Module] = None
 
   def setup(self):
     if self.hidden % self.num_heads:
       raise ValueError(f"hidden={self.hidden} is not a multiple of num_heads={self.num_heads}")
     init = nn.initializers.normal(self.init_std)
-    self.item_embedding = nn.Embed(self.num_items + 1, self.hidden, embedding_init=init)
+    if self.item_table is None:
+      self.item_embedding = nn.Embed(self.num_items + 1, self.hidden, embedding_init=init)
     self.position_embedding = nn.Embed(self.max_len, self.hidden, embedding_init=init)
     self.layer_norm = nn.LayerNorm(epsilon=self.layer_norm_eps)
     self.embed_dropout = nn.Dropout(self.dropout)
@@ -115,33 +120,49 @@ class SASRec(nn.Module):
     self.feed_forward = [FeedForward(self.inner, self.dropout, self.layer_norm_eps, self.init_std)
                          for _ in range(self.num_layers)]
 
-  def encode(self, item_seq: jax.Array, deterministic: bool = True) -> jax.Array:
+  def encode(self, item_seq: jax.Array, deterministic: bool = True,
+             table: Optional[jax.Array] = None) -> jax.Array:
     """Hidden states of every position.
 
     Args:
       item_seq: [batch, seq_len] int32 shifted item ids, right-padded with 0, seq_len <= max_len.
       deterministic: False applies dropout (needs the 'dropout' rng).
+      table: with an `item_table` module, its [num_items + 1, hidden] output when already computed.
 
     Returns:
       [batch, seq_len, hidden] float32 output of the last block.
     """
     positions = jnp.arange(item_seq.shape[1])
-    h = self.item_embedding(item_seq) + self.position_embedding(positions)[None]
+    if self.item_table is None:
+      items = self.item_embedding(item_seq)
+    else:
+      items = jnp.take(self.item_table(deterministic) if table is None else table, item_seq, axis=0)
+    h = items + self.position_embedding(positions)[None]
     h = self.embed_dropout(self.layer_norm(h), deterministic)
     bias = attention_bias(item_seq)
     for attention, feed_forward in zip(self.attention, self.feed_forward):
       h = feed_forward(attention(h, bias, deterministic), deterministic)
     return h
 
-  def __call__(self, item_seq: jax.Array, deterministic: bool = True) -> jax.Array:
+  def __call__(self, item_seq: jax.Array, deterministic: bool = True,
+               table: Optional[jax.Array] = None) -> jax.Array:
     """[batch, hidden] hidden state at each sequence's last real position (right padding)."""
-    h = self.encode(item_seq, deterministic)
+    h = self.encode(item_seq, deterministic, table)
     last = jnp.maximum(jnp.sum(item_seq != PADDING, axis=1) - 1, 0)
     return jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0]
 
   def scores(self, item_seq: jax.Array, deterministic: bool = True) -> jax.Array:
     """[batch, num_items + 1] logits over the item table (column 0 = padding)."""
-    return self.item_embedding.attend(self(item_seq, deterministic))
+    if self.item_table is None:
+      return self.item_embedding.attend(self(item_seq, deterministic))
+    table = self.item_table(deterministic)  # once: inputs and outputs share it (and its dropout)
+    return self(item_seq, deterministic, table) @ table.T
+
+  def table(self, deterministic: bool = True) -> jax.Array:
+    """[num_items + 1, hidden] the item table as the model uses it (row 0 = padding)."""
+    if self.item_table is None:
+      return self.item_embedding.embedding
+    return self.item_table(deterministic)
 
 
 def attention_bias(item_seq: jax.Array) -> jax.Array:

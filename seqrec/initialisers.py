@@ -1,0 +1,335 @@
+"""Item-table initialisers of SASRec from LLM item embeddings: ACE and the baselines of its paper.
+
+Every kind goes through the same SASRec (`seqrec/sasrec.py`) and the same train step; the item
+table that embeds the inputs is the table that scores the outputs. config.init.kind selects:
+
+  id              RecBole's random table N(0, 0.02) (or config.item_init): the ID-only SASRec.
+  raw             trainable table = the LLM embeddings truncated to `hidden` dims: E V_k, E projected
+                  on its top-k right singular vectors (uncentred; ACE's lambda -> inf limit, the "raw"
+                  spectrum at the same truncation), or with init.raw_method="first" the first k
+                  coordinates (Matryoshka-style truncation).
+  llm2x           trainable table = centred PCA of E to `hidden` dims (LLM2X / LLMInit: PCA init).
+  ace             trainable table = E_ace (lae_jax/ace.py), lambda = init.lam.
+  whitenrec       frozen ZCA-whitened E (full whitening) -> trainable MLP [d, h, h] (WhitenRec).
+  whitenrec_plus  frozen full and group ZCA-whitened E -> the shared MLP -> attention fusion of the
+                  two views (WhitenRec+ / DWSRec's item-side fusion).
+  llmemb          frozen PCA of E to init.pca_dim (official 1536) -> trainable adapter
+                  Linear(D, D/2) -> Linear(D/2, h) (LLMEmb's recommendation-adaptation stage).
+  alphafuse       frozen standardised semantic coordinates (centred PCA, unit variance) + trainable
+                  ID embeddings on the last init.null_dim columns (AlphaFuse).
+raw, llm2x and ace tables are rescaled to the global std init.scale (ACE official 0.1) when > 0.
+
+Facts from the official code (read through search; ours is written from them):
+- WhitenRec / WhitenRec+ (DWSRec, lzz0007/DWSRec, same authors): whitening centres the embeddings,
+  cov = X^T X / N, W = U S^-1/2 U^T (ZCA, "svd" engine); group whitening splits the d columns into G
+  contiguous groups and whitens each (README example G=4); the projection is RecBole's
+  MLPLayers([d, h, h], dropout 0.2, relu, init N(0, 0.01)): Dropout -> Linear -> ReLU, twice; the two
+  views are fused per item by softmax over (x_v @ A) . a (A [h, h], a [h], N(0, 0.02)). Not kept:
+  DWSRec's dual-view sequence encoder and its cosine / temperature 0.07 scoring (here: SASRec's dot
+  product with the fused table).
+- LLMEmb (liuqidong07/LLMEmb): sklearn PCA(n_components=1536) of the (fine-tuned) LLM embeddings,
+  frozen, then adapter Linear(D, D/2) -> Linear(D/2, hidden) with no activation. NOT included: its
+  supervised contrastive fine-tuning of the LLM (stage 1) and the alignment loss to a pretrained
+  SASRec's embeddings in stage 2; the adapter sees the embeddings of an off-the-shelf extractor.
+- AlphaFuse (Hugo-Chinn/AlphaFuse, models/backbone_SASRec.py): mean-centre, SVD of the covariance,
+  standardise (U_k S_k^-1/2) the top `hidden` directions, freeze them; ID embeddings N(0, 1) of
+  null_dim (default 64 with hidden 128) columns are ADDED to the last null_dim semantic columns
+  (cover=False, the default) or replace them (cover=True).
+- LLM2X: PCA of the LLM embeddings to the hidden size initialises a trainable table.
+The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`), so a checkpoint
+holds them: a LLMEmb run stores its [items, 1536] base with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from core.dataset import Dataset
+from lae_jax import ace
+from seqrec import sasrec
+
+KINDS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "ace")
+
+
+@dataclasses.dataclass
+class ItemInit:
+  """What a kind adds to SASRec.
+
+  Attributes:
+    module: the item-table module (SASRec.item_table), or None for SASRec's own nn.Embed table.
+    item_table: [num_items, hidden] initial rows 1.. of the nn.Embed table (module None), or None.
+    frozen: parameter name of `module` -> [num_items + 1, d] value (row 0 = padding, zeros).
+  """
+  module: Optional[nn.Module] = None
+  item_table: Optional[np.ndarray] = None
+  frozen: dict = dataclasses.field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item-table modules: table(deterministic) -> [num_items + 1, hidden].
+
+
+class WhitenRecTable(nn.Module):
+  """MLP(whitened E) (WhitenRec), or the attention fusion of MLP(full) and MLP(group) (WhitenRec+).
+
+  Attributes:
+    rows: num_items + 1; dims: d of the whitened embeddings; hidden: output size.
+    dropout: MLPLayers dropout (official 0.2); plus: two views (WhitenRec+).
+  """
+  rows: int
+  dims: int
+  hidden: int
+  dropout: float = 0.2
+  plus: bool = False
+
+  @nn.compact
+  def __call__(self, deterministic: bool = True) -> jax.Array:
+    init = nn.initializers.normal(0.01)  # RecBole MLPLayers init_method="norm"
+    dense = [nn.Dense(self.hidden, kernel_init=init, name=f"mlp_{i}") for i in range(2)]
+    def mlp(x):
+      for layer in dense:
+        x = nn.relu(layer(nn.Dropout(self.dropout)(x, deterministic)))
+      return x
+    full = mlp(self.param("frozen_full", nn.initializers.zeros, (self.rows, self.dims)))
+    if not self.plus:
+      return full
+    group = mlp(self.param("frozen_group", nn.initializers.zeros, (self.rows, self.dims)))
+    views = jnp.stack([full, group])                                  # [2, rows, hidden]
+    kernel = self.param("fusion_kernel", nn.initializers.normal(0.02), (self.hidden, self.hidden))
+    query = self.param("fusion_query", nn.initializers.normal(0.02), (self.hidden,))
+    weights = jax.nn.softmax(jnp.einsum("vrh,hk,k->vr", views, kernel, query), axis=0)
+    return jnp.sum(views * weights[..., None], axis=0)
+
+
+class LLMEmbTable(nn.Module):
+  """adapter(frozen PCA base): Linear(D, D // 2) -> Linear(D // 2, hidden), no activation."""
+  rows: int
+  dims: int
+  hidden: int
+  init_std: float = 0.02
+
+  @nn.compact
+  def __call__(self, deterministic: bool = True) -> jax.Array:
+    del deterministic  # no dropout in LLMEmb's adapter
+    init = nn.initializers.normal(self.init_std)
+    x = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
+    x = nn.Dense(self.dims // 2, kernel_init=init, name="adapter_0")(x)
+    return nn.Dense(self.hidden, kernel_init=init, name="adapter_1")(x)
+
+
+class AlphaFuseTable(nn.Module):
+  """Frozen standardised semantic columns with trainable ID embeddings on the last null_dim.
+
+  cover=False: table = semantic [rows, hidden] + [0 | id]; cover=True: [semantic | id] with
+  semantic [rows, hidden - null_dim].
+  """
+  rows: int
+  hidden: int
+  null_dim: int
+  cover: bool = False
+  id_init_std: float = 1.0
+
+  @nn.compact
+  def __call__(self, deterministic: bool = True) -> jax.Array:
+    del deterministic
+    semantic_dims = self.hidden - self.null_dim if self.cover else self.hidden
+    semantic = jnp.asarray(self.param("frozen_semantic", nn.initializers.zeros,
+                                      (self.rows, semantic_dims)))
+    ids = self.param("id_embedding", nn.initializers.normal(self.id_init_std),
+                     (self.rows, self.null_dim))
+    if self.cover:
+      return jnp.concatenate([semantic, ids], axis=1)
+    return semantic.at[:, semantic_dims - self.null_dim:].add(ids)
+
+
+def is_frozen(path: tuple) -> bool:
+  """Key-path predicate of the frozen initialiser parameters (for core.train.masked_optimizer)."""
+  return bool(path) and str(path[-1]).startswith("frozen_")
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-side transforms of E [n, d] (spectral decompositions through lae_jax.ace.gram_spectrum).
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+  norms = np.linalg.norm(x, axis=1, keepdims=True)
+  return x / np.maximum(norms, 1e-12)
+
+
+def principal_components(x: np.ndarray) -> tuple:
+  """(mean [d], V [d, d] principal directions by decreasing variance, variances [d]) of the rows,
+  covariance X_c^T X_c / n."""
+  mean = x.mean(axis=0)
+  spectrum = ace.gram_spectrum(jnp.asarray(x - mean, jnp.float32))
+  return mean, np.asarray(spectrum.vectors), np.asarray(spectrum.squared) / len(x)
+
+
+def pca(x: np.ndarray, k: int, standardise: bool = False) -> np.ndarray:
+  """[n, k] centred principal coordinates (unit variance each with `standardise`)."""
+  mean, vectors, variances = principal_components(x)
+  coords = (x - mean) @ vectors[:, :k]
+  return coords / np.sqrt(variances[:k]) if standardise else coords
+
+
+def zca_whiten(x: np.ndarray, groups: int = 1, eps: float = 1e-6) -> np.ndarray:
+  """ZCA whitening X_c U S^-1/2 U^T of each of `groups` contiguous column groups (1: full).
+
+  eps: variances are floored at eps * the largest (the official code has no floor; it only
+  matters for numerically rank-deficient groups).
+  """
+  out = np.empty_like(x)
+  for columns in np.array_split(np.arange(x.shape[1]), groups):
+    mean, vectors, variances = principal_components(x[:, columns])
+    scale = 1.0 / np.sqrt(np.maximum(variances, eps * variances.max()))
+    out[:, columns] = ((x[:, columns] - mean) @ vectors) * scale @ vectors.T
+  return out
+
+
+def raw_truncation(x: np.ndarray, k: int, method: str) -> np.ndarray:
+  """[n, k] E V_k (top-k right singular directions, uncentred) or the first k coordinates."""
+  if method == "svd":
+    return np.asarray(jnp.asarray(x, jnp.float32) @ ace.gram_spectrum(x).vectors[:, :k])
+  if method == "first":
+    return x[:, :k]
+  raise ValueError(f"config.init.raw_method={method!r}: use 'svd' or 'first'")
+
+
+def with_padding_row(x: np.ndarray) -> np.ndarray:
+  """[n + 1, d] float32: a zero row 0 (SASRec's padding id) above `x`."""
+  return np.concatenate([np.zeros((1, x.shape[1]), np.float32), x.astype(np.float32)])
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM item embeddings.
+
+
+def bag_of_words_embeddings(ds: Dataset, dims: int = 96, seed: int = 0,
+                            common: float = 2.0) -> np.ndarray:
+  """[num_items, dims] float32 stand-in for LLM embeddings built from the item text, L2-normalised.
+
+  Each word gets a random Gaussian vector; an item is the mean of its words' vectors plus `common`
+  times one shared unit direction (the "cone" of LLM embeddings: mean pairwise cosine ~0.8 at 2.0),
+  so items sharing vocabulary (the synthetic data's clusters) are close and the matrix is anisotropic.
+  """
+  fields = [f for f in ("title", "brand", "categories") if f in ds.item_text] or list(ds.item_text)
+  if not fields:
+    raise ValueError(f"dataset {ds.name!r} has no item text for the 'bow' embeddings")
+  docs = [re.findall(r"\w+", " ".join(str(ds.item_text[f][i] or "") for f in fields).lower())
+          for i in range(ds.num_items)]
+  vocab = {w: j for j, w in enumerate(sorted({w for doc in docs for w in doc}))}
+  rng = np.random.default_rng(seed)
+  words = rng.normal(size=(len(vocab), dims)) / np.sqrt(dims)
+  direction = rng.normal(size=dims)
+  direction /= np.linalg.norm(direction)
+  x = np.stack([words[[vocab[w] for w in doc]].mean(axis=0) if doc else np.zeros(dims)
+                for doc in docs])
+  return l2_normalize(l2_normalize(x) + common * direction).astype(np.float32)
+
+
+def llm_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray:
+  """[num_items, d] float32 item embeddings named by config.init.embeddings, row i = item i.
+
+  config.init.embeddings: a .npy path; "bow" (`bag_of_words_embeddings`); or an extractor of the
+  embedding cache (core/embed: minilm, smollm2, tiny_bert, tiny_llama), whose settings come in
+  config.init.embed (configs/embed.py's <dataset>_<extractor>, attached by configs/ace.py); a cache
+  miss computes and stores the matrix first.
+  """
+  source = config.init.embeddings
+  if not source:
+    raise ValueError(f"config.init.kind={config.init.kind!r} needs config.init.embeddings: a .npy "
+                     "[num_items, d] path, bow, or an extractor (minilm, smollm2, ...)")
+  if source == "bow":
+    x = bag_of_words_embeddings(ds, config.init.bow_dims, config.init.bow_seed)
+  elif source.endswith(".npy"):
+    if not os.path.isfile(source):
+      raise FileNotFoundError(f"{source}: no such file (config.init.embeddings)")
+    x = np.load(source)
+  else:
+    embed_config = config.init.get("embed")
+    if embed_config is None or embed_config.extractor != source:
+      raise ValueError(f"config.init.embeddings={source!r} names an extractor but config.init.embed "
+                       f"holds {embed_config and embed_config.extractor!r}: use the preset "
+                       f"configs/ace.py:{ds.name}_{config.init.kind}_{source} or a .npy path")
+    from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
+    x, _ = embed_run.item_embeddings(embed_config, ds)
+  if x.ndim != 2 or x.shape[0] != ds.num_items or not np.all(np.isfinite(x)):
+    raise ValueError(f"{source}: item embeddings must be a finite [num_items={ds.num_items}, d] "
+                     f"matrix (row i = item i of {ds.name}), got shape {x.shape} "
+                     "(config.init.embeddings)")
+  x = x.astype(np.float32)
+  return l2_normalize(x) if config.init.normalize else x
+
+
+# ---------------------------------------------------------------------------------------------
+# The initialisers.
+
+
+def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
+  """The item-table initialiser of config.init.kind for `ds` (None for "id": SASRec unchanged)."""
+  c, hidden = config.init, config.model.hidden
+  if c.kind not in KINDS:
+    raise ValueError(f"config.init.kind={c.kind!r}: use one of {', '.join(KINDS)}")
+  if c.kind == "id":
+    return None
+  if config.item_init:
+    raise ValueError("config.item_init gives the table of init.kind='id'; for "
+                     f"init.kind={c.kind!r} leave it empty")
+  x = llm_embeddings(config, ds)
+  n, d = x.shape
+  rows = n + 1
+  if c.kind in ("raw", "llm2x", "ace", "alphafuse") and hidden > min(n, d):
+    raise ValueError(f"init.kind={c.kind!r} keeps hidden={hidden} directions of [{n}, {d}] "
+                     f"embeddings: needs hidden <= min(items, dims) (config.model.hidden)")
+  if c.kind in ("raw", "llm2x", "ace"):
+    if c.kind == "ace":
+      table = np.asarray(ace.ace_item_table(x, c.lam, hidden, c.scale))
+    else:
+      table = raw_truncation(x, hidden, c.raw_method) if c.kind == "raw" else pca(x, hidden)
+      if c.scale > 0:
+        table = np.asarray(ace.rescale_std(jnp.asarray(table), c.scale))
+    return ItemInit(item_table=np.asarray(table, np.float32))
+  if c.kind in ("whitenrec", "whitenrec_plus"):
+    plus = c.kind == "whitenrec_plus"
+    frozen = {"frozen_full": with_padding_row(zca_whiten(x, 1, c.whiten_eps))}
+    if plus:
+      frozen["frozen_group"] = with_padding_row(zca_whiten(x, c.whiten_groups, c.whiten_eps))
+    return ItemInit(module=WhitenRecTable(rows, d, hidden, c.mlp_dropout, plus), frozen=frozen)
+  if c.kind == "llmemb":
+    dims = min(c.pca_dim, d, n - 1)
+    return ItemInit(module=LLMEmbTable(rows, dims, hidden, config.model.init_std),
+                    frozen={"frozen_base": with_padding_row(pca(x, dims))})
+  null_dim = c.null_dim or hidden // 2  # alphafuse
+  if not 0 < null_dim <= hidden:
+    raise ValueError(f"config.init.null_dim={c.null_dim} must lie in 1..hidden={hidden}")
+  semantic = pca(x, hidden - null_dim if c.cover else hidden, standardise=True)
+  return ItemInit(module=AlphaFuseTable(rows, hidden, null_dim, c.cover, c.id_init_std),
+                  frozen={"frozen_semantic": with_padding_row(semantic)})
+
+
+def init_params(model: sasrec.SASRec, seed: int, init: Optional[ItemInit]) -> Any:
+  """SASRec parameters with the initialiser's table (or frozen parts) in place."""
+  if init is None or init.module is None:
+    return sasrec.init_params(model, seed, None if init is None else init.item_table)
+  params = sasrec.init_params(model, seed)
+  params = jax.tree.map(lambda x: x, params)  # a copy we may edit
+  for name, value in init.frozen.items():
+    expected = params["item_table"][name].shape
+    if value.shape != expected:
+      raise ValueError(f"frozen {name} has shape {value.shape}, expected {expected}")
+    params["item_table"][name] = jnp.asarray(value, jnp.float32)
+  return params
+
+
+def initial_table(model: sasrec.SASRec, params: Any) -> np.ndarray:
+  """[num_items, hidden] float32 item table the model starts from (padding row dropped)."""
+  table = model.apply({"params": params}, method=sasrec.SASRec.table)
+  return np.asarray(table, np.float32)[1:]
