@@ -37,7 +37,11 @@ def _family_runner(family: str):
   if family == "embed":
     from core.embed import run as embed_run
     return embed_run.run
-  raise ValueError(f"config.family={family!r} has no runner; known: 'lae', 'sasrec', 'embed'")
+  if family == "gram":
+    from gram_jax import run as gram_run
+    return gram_run.run
+  raise ValueError(f"config.family={family!r} has no runner; known: 'lae', 'sasrec', 'embed', "
+                   "'gram'")
 
 
 def main(argv):
