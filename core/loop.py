@@ -130,6 +130,39 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: train.
   return state, meta
 
 
+def evaluate_best(workdir: str, checkpoints: Checkpoints, state: train.TrainState,
+                  evaluators: list[Callable[[Any], dict]], extra: dict) -> dict:
+  """--mode=eval: the best checkpoint on each evaluator, plus `extra`, into DIR/eval.json."""
+  state, meta = checkpoints.restore("best", state)
+  out = {"best/step": meta["best_step"], **extra}
+  for evaluate in evaluators:
+    out.update(evaluate(state.params))
+  if jax.process_index() == 0:
+    records.write_json(os.path.join(workdir, "eval.json"), out)
+  return out
+
+
+def final_report(workdir: str, checkpoints: Checkpoints, state: train.TrainState, meta: dict,
+                 evaluators: list[Callable[[Any], dict]], extra: dict) -> dict:
+  """After `train_loop`: the best checkpoint on each evaluator, the run's step/epoch counts,
+  evaluation time, device and peak RSS, plus `extra` (sizes, load/train seconds), into
+  DIR/metrics.json; closes the checkpoints."""
+  best, best_meta = checkpoints.restore("best", state)
+  start = time.perf_counter()
+  out = {}
+  for evaluate in evaluators:
+    out.update(evaluate(best.params))
+  out.update({"best/step": best_meta["best_step"], "best/epoch": best_meta["best_epoch"],
+              "train/steps": int(state.step), "train/epochs": meta["epoch"],
+              "time/eval_s": time.perf_counter() - start, **extra,
+              "device": jax.devices()[0].device_kind,
+              "memory/peak_rss_gb": records.peak_rss_gb()})
+  checkpoints.close()
+  if jax.process_index() == 0:
+    records.write_json(os.path.join(workdir, "metrics.json"), out)
+  return out
+
+
 def _account(meta: dict, metrics: dict, step: int, bar: tqdm.tqdm) -> None:
   """Check one step's metrics (a sync point) and add its loss to the epoch's running mean."""
   metrics = jax.device_get(metrics)

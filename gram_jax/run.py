@@ -347,11 +347,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
                batches.bucket_sizes(), tokenizer.vocab_size, sizes["model/params"], mesh.size)
 
   if mode == "eval":
-    state, meta = checkpoints.restore("best", state)
-    out = {**valid(state.params), **test(state.params), "best/step": meta["best_step"], **sizes}
-    if jax.process_index() == 0:
-      records.write_json(os.path.join(workdir, "eval.json"), out)
-    return out
+    return loop.evaluate_best(workdir, checkpoints, state, [valid, test], sizes)
 
   step_fn = train.make_train_step(lambda p, b, rng: loss.seq2seq_loss(model, p, b, rng),
                                   optimizer, mesh)
@@ -359,16 +355,5 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   state, meta = loop.train_loop(config, workdir, state=state, step_fn=step_fn, batches=batches,
                                 mesh=mesh, validate=valid, checkpoints=checkpoints)
   train_s = time.perf_counter() - start
-  best, best_meta = checkpoints.restore("best", state)
-  start = time.perf_counter()
-  out = {**valid(best.params), **test(best.params)}
-  out.update({"best/step": best_meta["best_step"], "best/epoch": best_meta["best_epoch"],
-              "train/steps": int(state.step), "train/epochs": meta["epoch"],
-              "time/load_s": load_s, "time/train_s": train_s,
-              "time/eval_s": time.perf_counter() - start, **sizes, "devices": mesh.size,
-              "device": jax.devices()[0].device_kind,
-              "memory/peak_rss_gb": records.peak_rss_gb()})
-  checkpoints.close()
-  if jax.process_index() == 0:
-    records.write_json(os.path.join(workdir, "metrics.json"), out)
-  return out
+  return loop.final_report(workdir, checkpoints, state, meta, [valid, test], {
+      "time/load_s": load_s, "time/train_s": train_s, **sizes, "devices": mesh.size})

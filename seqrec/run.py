@@ -123,11 +123,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   load_s = time.perf_counter() - start
 
   if mode == "eval":
-    state, meta = checkpoints.restore("best", state)
-    out = {**valid(state.params), **test(state.params), "best/step": meta["best_step"]}
-    if jax.process_index() == 0:
-      records.write_json(os.path.join(workdir, "eval.json"), out)
-    return out
+    return loop.evaluate_best(workdir, checkpoints, state, [valid, test], {})
 
   examples = data_lib.train_examples(ds, config.max_len)
   batches = data_lib.Batches(examples, config.batch_size, config.seed)
@@ -140,18 +136,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   state, meta = loop.train_loop(config, workdir, state=state, step_fn=step_fn, batches=batches,
                                 mesh=mesh, validate=valid, checkpoints=checkpoints)
   train_s = time.perf_counter() - start
-  best, best_meta = checkpoints.restore("best", state)
-  start = time.perf_counter()
-  out = {**valid(best.params), **test(best.params)}
-  out.update({"best/step": best_meta["best_step"], "best/epoch": best_meta["best_epoch"],
-              "train/steps": int(state.step), "train/epochs": meta["epoch"],
-              "time/load_s": load_s, "time/train_s": train_s,
-              "time/eval_s": time.perf_counter() - start,
-              "data/users": ds.num_users, "data/items": ds.num_items,
-              "data/train_examples": len(examples), "devices": mesh.size,
-              "device": jax.devices()[0].device_kind,
-              "memory/peak_rss_gb": records.peak_rss_gb()})
-  checkpoints.close()
-  if jax.process_index() == 0:
-    records.write_json(os.path.join(workdir, "metrics.json"), out)
-  return out
+  return loop.final_report(workdir, checkpoints, state, meta, [valid, test], {
+      "time/load_s": load_s, "time/train_s": train_s, "data/users": ds.num_users,
+      "data/items": ds.num_items, "data/train_examples": len(examples), "devices": mesh.size})
