@@ -12,6 +12,9 @@ script is started again; a failed one is shown with its error line). Variants:
   gram             the preset as it is (our lexical IDs, item prompts, neighbours)
   no_item_prompts  the user prompt alone (the paper's "w/o fine-grained item prompts")
   no_neighbours    item prompts without collaborative neighbours
+  random_ids       our IDs permuted over the items (the paper's "w/o semantic IDs": same words and
+                   trie, no semantic grouping)
+  no_prompt_positions  no prompt-position embeddings in the late fusion
   authors_ids      the authors' released lexical IDs instead of ours
 SASRec (configs/sasrec.py:<dataset>, Recall/NDCG at 5, 10, 20) trains on the same leave-one-out
 split, in runs_dir/<dataset>/sasrec unless --sasrec_dir names an existing run.
@@ -36,6 +39,8 @@ VARIANTS = {
     "gram": [],
     "no_item_prompts": ["--config.item_prompts=False"],
     "no_neighbours": ["--config.num_neighbours=0"],
+    "random_ids": ["--config.ids.shuffle=True"],
+    "no_prompt_positions": ["--config.model.prompt_positions=False"],
     "authors_ids": ["--config.ids.source=authors"],
 }
 # DESIGN.md: the paper's GRAM (pretrained T5-small, full scale), R@5 / N@5 / R@10 / N@10.

@@ -6,8 +6,9 @@ presets: synthetic (seconds to minutes; tests, README)
          amazon_beauty | amazon_toys | amazon_sports          the CPU preset (see CPU below)
          amazon_beauty_paper | amazon_toys_paper | amazon_sports_paper   the paper's scale
 Ablations (any preset): --config.item_prompts=False (w/o fine item prompts), --config.num_neighbours=0
-(w/o collaborative neighbours), --config.ids.source=authors (the authors' released IDs instead of
-ours). amazon_sports has no item text: its presets use the authors' IDs, and neighbours from a
+(w/o collaborative neighbours), --config.ids.shuffle=True (random IDs: ours permuted over the
+items), --config.model.prompt_positions=False (w/o prompt-position embeddings),
+--config.ids.source=authors (the authors' released IDs instead of ours). amazon_sports has no item text: its presets use the authors' IDs, and neighbours from a
 SASRec run of ours (train configs/sasrec.py:amazon_sports into runs/sasrec_sports first).
 
 Paper / official settings (command/train_gram_*.sh, src/arguments.py): t5-small, max_his 20, one
@@ -95,6 +96,8 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.ids.seed = 0                  # k-means
   config.ids.num_restarts = 10         # k-means++ restarts per node
   config.ids.bow_dims = 96             # embeddings="bow": size of the bag-of-words vectors
+  config.ids.shuffle = False           # True: IDs permuted over the items (seeded by ids.seed); the
+                                       # "random IDs" ablation (same words and trie, no semantics)
 
   # Tokenizer (gram_jax/tokenizer.py); every ID word is one token of it.
   config.tokenizer = ml_collections.ConfigDict()
@@ -115,6 +118,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.model.size = "small"          # tiny | small (t5-small) | base (t5-base)
   config.model.hf_checkpoint = ""      # folder with config.json + model.safetensors (T5 v1.0)
   config.model.dropout_rate = 0.1
+  config.model.prompt_positions = True # False: no prompt-position embeddings (an ablation)
   config.model.d_model = 0
   config.model.d_kv = 0
   config.model.d_ff = 0

@@ -100,7 +100,7 @@ def params_from_state_dict(config: t5.T5Config, state: dict[str, np.ndarray],
     if value.shape != want:
       raise ValueError(f"{name} has shape {value.shape} but config.json implies {want}")
     _set(params, path, value.T if kernel else value)
-  if config.num_prompt_positions:
+  if config.num_prompt_positions and config.prompt_position_embedding:
     table = 0.02 * jax.random.normal(jax.random.PRNGKey(seed),
                                      (config.num_prompt_positions, config.d_model))
     _set(params, ("prompt_position", "embedding"), np.asarray(table, np.float32))

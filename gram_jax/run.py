@@ -152,6 +152,9 @@ def tokenizer_and_ids(config: ml_collections.ConfigDict, ds: Dataset, texts: lis
     if jax.process_index() == 0:
       id_files.write_id_file(id_path, ds.item_ids, ids)
     logging.info("built lexical IDs in %.0f s: %s", time.perf_counter() - start, id_path)
+  if config.ids.shuffle:  # the "random IDs" ablation: same words and trie, no semantics
+    order = np.random.default_rng([config.ids.seed, 2]).permutation(len(ids))
+    ids = [ids[i] for i in order]
   tokenizer = tokenizer.with_words(w for words in ids for w in words)
   if (tokenizer.pad_id, tokenizer.eos_id) != (0, 1):
     raise ValueError(f"{tokenizer.source}: pad/eos ids are {tokenizer.pad_id}/{tokenizer.eos_id}; "
@@ -183,6 +186,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple:
   positions = num_prompt_positions(config)
   if m.hf_checkpoint:
     t5_config, params = hf_convert.load_checkpoint(m.hf_checkpoint, positions, config.seed)
+    if not m.prompt_positions:
+      params = {k: v for k, v in params.items() if k != "prompt_position"}
     if vocab_size > t5_config.vocab_size:
       raise ValueError(f"{m.hf_checkpoint}: its vocabulary has {t5_config.vocab_size} ids but the "
                        f"tokenizer needs {vocab_size}; use the checkpoint's own tokenizer "
@@ -190,11 +195,13 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple:
     if config.tokenizer.kind == "trained":
       logging.warning("model.hf_checkpoint with our trained tokenizer: the pretrained embeddings "
                       "belong to the checkpoint's vocabulary; use its spiece.model")
-    model = t5.T5(dataclasses.replace(t5_config, dropout_rate=m.dropout_rate))
+    model = t5.T5(dataclasses.replace(t5_config, dropout_rate=m.dropout_rate,
+                                      prompt_position_embedding=m.prompt_positions))
     return model, jax.tree.map(jnp.asarray, params)
   overrides = {k: m[k] for k in _MODEL_OVERRIDES if m[k]}
   model = t5.T5(t5.t5_config(m.size, vocab_size=vocab_size, num_prompt_positions=positions,
-                             dropout_rate=m.dropout_rate, **overrides))
+                             dropout_rate=m.dropout_rate,
+                             prompt_position_embedding=m.prompt_positions, **overrides))
   return model, t5.init_params(model, config.seed)
 
 

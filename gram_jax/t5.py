@@ -60,6 +60,8 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   # Rows of the prompt-position table (GRAM: max history 20 + the user prompt); 0 = plain T5.
   num_prompt_positions: int = 21
+  # False: no table is added (the "w/o prompt-position embeddings" ablation); N stays bounded.
+  prompt_position_embedding: bool = True
   pad_token_id: int = 0  # also T5's decoder start token
   eos_token_id: int = 1
 
@@ -331,7 +333,7 @@ class T5(nn.Module):
     self.shared = nn.Embed(c.vocab_size, c.d_model, embedding_init=nn.initializers.normal(1.0))
     self.encoder = Encoder(c)
     self.decoder = Decoder(c)
-    if c.num_prompt_positions:
+    if c.num_prompt_positions and c.prompt_position_embedding:
       self.prompt_position = nn.Embed(c.num_prompt_positions, c.d_model,
                                       embedding_init=nn.initializers.normal(0.02))
 
@@ -349,7 +351,7 @@ class T5(nn.Module):
     mask = tokens != self.config.pad_token_id
     h = self.encoder(self.shared(tokens), mask, deterministic)
     h = h.reshape(batch, num_prompts, length, -1)
-    if positions:
+    if positions and self.config.prompt_position_embedding:
       h = h + self.prompt_position(jnp.arange(num_prompts))[None, :, None, :]
     return h.reshape(batch, num_prompts * length, -1), mask.reshape(batch, num_prompts * length)
 

@@ -14,6 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from core import readers
 from core.item_text import item_texts
 from core.synthetic import make_synthetic
 from configs import gram as gram_configs
@@ -141,6 +142,20 @@ def test_bad_configs_end_in_one_line(straight, tmp_path):
   error = _one_error_line(_launch(tmp_path / "c", env, "--config.ids.num_clusters=12"))
   assert "ids.num_clusters=10" in error and "12" in error and "new --workdir" in error, error
 
+
+def test_random_ids_ablation_permutes_the_ids_over_the_items(straight, tmp_path):
+  config = gram_configs.get_config("synthetic")
+  ds = readers.load_dataset(config.dataset, config.data_dir)
+  texts = gram_run.texts_of(ds)
+  for name in ("ids.txt", "spiece.model", "gram_data.json"):
+    shutil.copy(straight[0] / name, tmp_path / name)
+  tok, ids, _ = gram_run.tokenizer_and_ids(config, ds, texts, str(tmp_path))
+  config.ids.shuffle = True
+  shuffled_tok, shuffled, _ = gram_run.tokenizer_and_ids(config, ds, texts, str(tmp_path))
+  again = gram_run.tokenizer_and_ids(config, ds, texts, str(tmp_path))[1]
+  assert sorted(shuffled) == sorted(ids) and shuffled == again  # same IDs, seeded order
+  assert np.mean([a != b for a, b in zip(ids, shuffled)]) > 0.9
+  assert shuffled_tok.vocab_size == tok.vocab_size  # same words, same trie shape
 
 def test_bucketed_batches_cover_each_example_once_drop_only_padding_and_resume(tmp_path):
   ds = make_synthetic(num_users=40, num_items=30, num_clusters=3, mean_length=8)

@@ -1,6 +1,7 @@
 """gram_jax.t5: late fusion, incremental decoding == full decoding, sizes (dropout: in
 tests/test_gram_train.py)."""
 
+import dataclasses
 import functools
 
 import jax
@@ -57,6 +58,21 @@ def test_late_fusion_encodes_each_prompt_alone_and_adds_its_position(tiny):
   np.testing.assert_allclose(logits, apply({"params": params}, repadded, decoder_input_ids),
                              atol=1e-5)
 
+
+def test_without_prompt_positions_the_fusion_is_a_plain_concatenation(tiny):
+  model, params = tiny
+  plain = t5.T5(dataclasses.replace(model.config, prompt_position_embedding=False))
+  plain_params = t5.init_params(plain, 0)
+  assert "prompt_position" not in plain_params
+  assert plain_params.keys() == {k: v for k, v in params.items() if k != "prompt_position"}.keys()
+  ids = _prompts(1)
+  encoded, _ = _apply(plain)({"params": plain_params}, ids, method=t5.T5.encode)
+  for n in range(3):
+    alone, _ = _apply(plain)({"params": plain_params}, ids[:, n:n + 1], method=t5.T5.encode)
+    np.testing.assert_allclose(np.asarray(encoded[:, 7 * n:7 * n + 7]), np.asarray(alone),
+                               atol=1e-5)
+  with pytest.raises(ValueError, match="5 prompts per example but num_prompt_positions=4"):
+    plain.apply({"params": plain_params}, _prompts(0, (1, 5, 3)), np.zeros((1, 2), np.int32))
 
 def test_too_many_prompts_is_refused(tiny):
   model, params = tiny
