@@ -153,6 +153,11 @@ def table_anisotropy(dataset, extractor):
     model = seqrec_run.build_model(config, ds.num_items, item_init and item_init.module)
     params = initialisers.init_params(model, 0, item_init)
     out[init] = summary(initialisers.initial_table(model, params))
+    if init == "ace":
+      for lam in sweep_lams():
+        config.init.lam = lam
+        params = initialisers.init_params(model, 0, initialisers.build(config, ds))
+        out[f"ace_lam{lam:g}"] = summary(initialisers.initial_table(model, params))
   return out, (spectrum if "llm" in out else None), hidden
 
 
@@ -257,9 +262,17 @@ def anisotropy_section(dataset, extractor, out_dir):
            "| table | dims | mean cos | top-10 σ share | effective rank | uniformity |",
            "|---|---|---|---|---|---|"]
   for name, s in stats.items():
+    if name.startswith("ace_lam"):
+      continue
     label = f"LLM embeddings E ({tag(extractor)})" if name == "llm" else LABELS[name]
     lines.append(f"| {label} | {s['dims']} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
                  f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |")
+  sweep = [(name[len("ace_lam"):], s) for name, s in stats.items() if name.startswith("ace_lam")]
+  if sweep:
+    lines += ["", f"ACE's initial table against λ ({tag(extractor)}; λ → ∞ tends to the raw row):", "",
+              "| λ | mean cos | top-10 σ share | effective rank | uniformity |", "|---|---|---|---|---|"]
+    lines += [f"| {lam} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
+              f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |" for lam, s in sweep]
   if spectrum is not None:
     png = f"ace_{dataset}_{tag(extractor)}_spectrum.png"
     ace_plots.plot_spectra(spectrum, sweep_lams(), os.path.join(out_dir, png), k=hidden,
