@@ -88,10 +88,17 @@ def reference_dtype(num_items):
 
 def reference_inverse(g):
   """Dense general (LU) inverse, the official code's kind: numpy.linalg.inv where its buffers fit,
-  else LAPACK getrf+getri in place (scipy; numpy's needs 4 copies: 27 GB for gowalla in float32)."""
+  else LAPACK getrf+getri in place (numpy's needs 4 copies, 27 GB for gowalla in float32; scipy
+  1.17's inv copies too)."""
   if 4 * g.size * g.itemsize < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
     return np.linalg.inv(g)
-  return scipy.linalg.inv(g.T, overwrite_a=True, check_finite=False).T  # g symmetric: g.T is F-order
+  getrf, getri, getri_lwork = scipy.linalg.get_lapack_funcs(("getrf", "getri", "getri_lwork"), (g,))
+  lu, piv, info = getrf(g.T, overwrite_a=True)  # g symmetric: g.T is its Fortran-order view
+  lwork, _ = getri_lwork(g.shape[0])
+  inverse, info2 = getri(lu, piv, lwork=int(lwork), overwrite_lu=True)
+  if info or info2:
+    raise np.linalg.LinAlgError(f"LAPACK getrf/getri info {info}/{info2}")
+  return inverse.T
 
 
 def numpy_pipeline(split, config, user_batch=2048):
