@@ -10,6 +10,8 @@
 Run it on a quiet machine: the load average is printed beside the figures.
 """
 
+import ctypes
+import glob
 import os
 import sys
 import time
@@ -88,17 +90,30 @@ def reference_dtype(num_items):
 
 def reference_inverse(g):
   """Dense general (LU) inverse, the official code's kind: numpy.linalg.inv where its buffers fit,
-  else LAPACK getrf+getri in place (numpy's needs 4 copies, 27 GB for gowalla in float32; scipy
-  1.17's inv copies too)."""
+  else LAPACK getrf+getri in place through numpy's own 64-bit-integer OpenBLAS (numpy.linalg.inv
+  needs 4 dense copies, 27 GB for gowalla in float32; scipy 1.17's inv copies too, and scipy's
+  32-bit-integer OpenBLAS getrf crashes at n = 40,981)."""
   if 4 * g.size * g.itemsize < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
     return np.linalg.inv(g)
-  getrf, getri, getri_lwork = scipy.linalg.get_lapack_funcs(("getrf", "getri", "getri_lwork"), (g,))
-  lu, piv, info = getrf(g.T, overwrite_a=True)  # g symmetric: g.T is its Fortran-order view
-  lwork, _ = getri_lwork(g.shape[0])
-  inverse, info2 = getri(lu, piv, lwork=int(lwork), overwrite_lu=True)
-  if info or info2:
-    raise np.linalg.LinAlgError(f"LAPACK getrf/getri info {info}/{info2}")
-  return inverse.T
+  libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas64_*.so"))
+  if not libs or not g.flags.c_contiguous:
+    raise RuntimeError("the in-place reference inverse needs numpy's bundled scipy_openblas64 "
+                       "(numpy wheels from PyPI) and a C-contiguous matrix")
+  lib = ctypes.CDLL(libs[0])
+  kind = {np.float32: "s", np.float64: "d"}[g.dtype.type]
+  getrf, getri = (getattr(lib, f"scipy_LAPACKE_{kind}{name}64_") for name in ("getrf", "getri"))
+  i64, ptr = ctypes.c_int64, ctypes.c_void_p
+  getrf.restype = getri.restype = i64
+  getrf.argtypes = [ctypes.c_int, i64, i64, ptr, i64, ptr]
+  getri.argtypes = [ctypes.c_int, i64, ptr, i64, ptr]
+  n = g.shape[0]
+  pivots = np.empty(n, np.int64)
+  col_major = 102  # g is symmetric, so its C buffer read column-major is g itself
+  info = getrf(col_major, n, n, g.ctypes.data, n, pivots.ctypes.data)
+  info = info or getri(col_major, n, g.ctypes.data, n, pivots.ctypes.data)
+  if info:
+    raise np.linalg.LinAlgError(f"LAPACK {kind}getrf/{kind}getri info {info}")
+  return g.T  # the inverse of g is in g's buffer, column-major
 
 
 def numpy_pipeline(split, config, user_batch=2048):
