@@ -96,9 +96,9 @@ def reference_inverse(g):
   if 4 * g.size * g.itemsize < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
     return np.linalg.inv(g)
   libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas64_*.so"))
-  if not libs or not g.flags.c_contiguous:
+  if not libs or not (g.flags.c_contiguous or g.flags.f_contiguous):
     raise RuntimeError("the in-place reference inverse needs numpy's bundled scipy_openblas64 "
-                       "(numpy wheels from PyPI) and a C-contiguous matrix")
+                       "(numpy wheels from PyPI) and a contiguous matrix")
   lib = ctypes.CDLL(libs[0])
   kind = {np.float32: "s", np.float64: "d"}[g.dtype.type]
   getrf, getri = (getattr(lib, f"scipy_LAPACKE_{kind}{name}64_") for name in ("getrf", "getri"))
@@ -108,12 +108,12 @@ def reference_inverse(g):
   getri.argtypes = [ctypes.c_int, i64, ptr, i64, ptr]
   n = g.shape[0]
   pivots = np.empty(n, np.int64)
-  col_major = 102  # g is symmetric, so its C buffer read column-major is g itself
+  col_major = 102  # g is symmetric: its buffer read column-major is g in either order
   info = getrf(col_major, n, n, g.ctypes.data, n, pivots.ctypes.data)
   info = info or getri(col_major, n, g.ctypes.data, n, pivots.ctypes.data)
   if info:
     raise np.linalg.LinAlgError(f"LAPACK {kind}getrf/{kind}getri info {info}")
-  return g.T  # the inverse of g is in g's buffer, column-major
+  return g if g.flags.f_contiguous else g.T  # g's buffer holds the inverse, column-major
 
 
 def numpy_pipeline(split, config, user_batch=2048):
