@@ -91,8 +91,10 @@ def reference_dtype(num_items):
 def reference_inverse(g):
   """Dense general (LU) inverse, the official code's kind: numpy.linalg.inv where its buffers fit,
   else LAPACK getrf+getri in place through numpy's own 64-bit-integer OpenBLAS (numpy.linalg.inv
-  needs 4 dense copies, 27 GB for gowalla in float32; scipy 1.17's inv copies too, and scipy's
-  32-bit-integer OpenBLAS getrf crashes at n = 40,981)."""
+  needs 4 dense copies, 27 GB for gowalla in float32; scipy 1.17's inv copies too).
+  Known problem (2026-11-29): at n = 40,981 sgetrf segfaults inside OpenBLAS, both scipy's LP64
+  0.3.30 and numpy's ILP64 0.3.31, multi-threaded (our own Cholesky is recursive above 16,384 rows
+  for the same reason); untried: OPENBLAS_NUM_THREADS=1."""
   if 4 * g.size * g.itemsize < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
     return np.linalg.inv(g)
   libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas64_*.so"))
