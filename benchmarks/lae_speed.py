@@ -94,7 +94,8 @@ def reference_inverse(g):
   needs 4 dense copies, 27 GB for gowalla in float32; scipy 1.17's inv copies too).
   Known problem (2026-11-29): at n = 40,981 sgetrf segfaults inside OpenBLAS, both scipy's LP64
   0.3.30 and numpy's ILP64 0.3.31, multi-threaded (our own Cholesky is recursive above 16,384 rows
-  for the same reason); untried: OPENBLAS_NUM_THREADS=1."""
+  for the same reason); single-threaded (OPENBLAS_NUM_THREADS=1) it ran 4 min without crashing on a
+  synthetic matrix of that size, so the crash is in the threaded getrf."""
   if 4 * g.size * g.itemsize < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
     return np.linalg.inv(g)
   libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas64_*.so"))
