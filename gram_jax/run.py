@@ -105,27 +105,11 @@ def check_spec(path: str, spec: dict) -> None:
 def id_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray:
   """[num_items, d] item embeddings to cluster: config.ids.embeddings (bow | PATH.npy | an
   extractor of core/embed, whose settings are config.ids.embed)."""
-  source = config.ids.embeddings
-  if source == "bow":
-    from seqrec import initialisers  # pylint: disable=import-outside-toplevel
-    return initialisers.bag_of_words_embeddings(ds, config.ids.bow_dims, config.ids.seed)
-  if source.endswith(".npy"):
-    if not os.path.isfile(source):
-      raise FileNotFoundError(f"{source}: no such file (config.ids.embeddings)")
-    x = np.load(source)
-  else:
-    embed = config.ids.get("embed")
-    if embed is None or embed.extractor != source:
-      raise ValueError(f"config.ids.embeddings={source!r}: use bow, a .npy [num_items, d] path, or "
-                       "the extractor the preset attached (config.ids.embed); presets attach one "
-                       "for minilm, smollm2, tiny_bert, tiny_llama")
-    from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
-    x, _ = embed_run.item_embeddings(embed, ds)
-  if x.ndim != 2 or x.shape[0] != ds.num_items:
-    raise ValueError(f"{source}: item embeddings must be [num_items={ds.num_items}, d], got "
-                     f"{x.shape} (config.ids.embeddings)")
-  return x
-
+  from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
+  from seqrec import initialisers  # pylint: disable=import-outside-toplevel
+  return embed_run.embeddings_by_name(
+      config.ids.embeddings, config.ids.get("embed"), ds, "config.ids.embeddings",
+      lambda d: initialisers.bag_of_words_embeddings(d, config.ids.bow_dims, config.ids.seed))
 
 def tokenizer_and_ids(config: ml_collections.ConfigDict, ds: Dataset, texts: list[str],
                       workdir: str) -> tuple:

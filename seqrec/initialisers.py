@@ -43,7 +43,6 @@ holds them: a LLMEmb run stores its [items, 1536] base with every checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from typing import Any, Optional
 
@@ -247,24 +246,10 @@ def llm_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray
   if not source:
     raise ValueError(f"config.init.kind={config.init.kind!r} needs config.init.embeddings: a .npy "
                      "[num_items, d] path, bow, or an extractor (minilm, smollm2, ...)")
-  if source == "bow":
-    x = bag_of_words_embeddings(ds, config.init.bow_dims, config.init.bow_seed)
-  elif source.endswith(".npy"):
-    if not os.path.isfile(source):
-      raise FileNotFoundError(f"{source}: no such file (config.init.embeddings)")
-    x = np.load(source)
-  else:
-    embed_config = config.init.get("embed")
-    if embed_config is None or embed_config.extractor != source:
-      raise ValueError(f"config.init.embeddings={source!r} names an extractor but config.init.embed "
-                       f"holds {embed_config and embed_config.extractor!r}: use the preset "
-                       f"configs/ace.py:{ds.name}_{config.init.kind}_{source} or a .npy path")
-    from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
-    x, _ = embed_run.item_embeddings(embed_config, ds)
-  if x.ndim != 2 or x.shape[0] != ds.num_items or not np.all(np.isfinite(x)):
-    raise ValueError(f"{source}: item embeddings must be a finite [num_items={ds.num_items}, d] "
-                     f"matrix (row i = item i of {ds.name}), got shape {x.shape} "
-                     "(config.init.embeddings)")
+  from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
+  x = embed_run.embeddings_by_name(
+      source, config.init.get("embed"), ds, "config.init.embeddings",
+      lambda d: bag_of_words_embeddings(d, config.init.bow_dims, config.init.bow_seed))
   x = x.astype(np.float32)
   return l2_normalize(x) if config.init.normalize else x
 

@@ -17,9 +17,10 @@ Other code (ACE's initialisation, GRAM's lexical IDs) takes the matrix from an e
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
@@ -113,3 +114,29 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str,
              **records.prefixed("anisotropy", anisotropy.report(emb))}
   records.write_json(f"{workdir}/metrics.json", metrics)
   return metrics
+
+
+def embeddings_by_name(source: str, embed: Optional[ml_collections.ConfigDict], ds: Dataset,
+                       field: str, bow: Callable[[Dataset], np.ndarray]) -> np.ndarray:
+  """[num_items, d] float32 item embeddings named by the config field `field` (row i = item i).
+
+  source: "bow" (`bow(ds)`, a bag-of-words stand-in), a .npy path, or an extractor of the embedding
+  cache whose settings are `embed` (configs/embed.py's <dataset>_<extractor>, attached by the
+  presets); a cache miss embeds the items first.
+  """
+  if source == "bow":
+    x = bow(ds)
+  elif source.endswith(".npy"):
+    if not os.path.isfile(source):
+      raise FileNotFoundError(f"{source}: no such file ({field})")
+    x = np.load(source)
+  else:
+    if embed is None or embed.extractor != source:
+      raise ValueError(f"{field}={source!r} is neither bow, a .npy [num_items, d] path, nor the "
+                       f"extractor the preset attached ({embed and embed.extractor!r}); presets "
+                       "attach minilm, smollm2, tiny_bert or tiny_llama")
+    x, _ = item_embeddings(embed, ds)
+  if x.ndim != 2 or x.shape[0] != ds.num_items or not np.all(np.isfinite(x)):
+    raise ValueError(f"{source}: item embeddings must be a finite [num_items={ds.num_items}, d] "
+                     f"matrix (row i = item i of {ds.name}), got shape {x.shape} ({field})")
+  return x.astype(np.float32)
