@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import gram as gram_configs  # pylint: disable=g-import-not-at-top
+from core import records  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {
@@ -186,15 +187,8 @@ def main(_):
   text = HEADER.format(runs_dir=runs_dir, args=args, cpus=os.cpu_count(),
                        load=tuple(round(x, 1) for x in os.getloadavg()), presets=presets)
   text += "\n".join(lines)
-  notes = ""
-  if os.path.exists(_OUT.value):  # hand-written analysis below the marker survives regeneration
-    previous = open(_OUT.value).read()
-    if NOTES_MARKER in previous:
-      notes = previous[previous.index(NOTES_MARKER):]
   print(text)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    f.write(text + "\n" + (notes or NOTES_MARKER + "\n"))
+  records.write_report(_OUT.value, text, NOTES_MARKER)
 
 
 if __name__ == "__main__":

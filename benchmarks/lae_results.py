@@ -17,6 +17,8 @@ from absl import app
 from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from core import records  # noqa: E402  pylint: disable=g-import-not-at-top
 MODELS = ("lae", "ease", "rlae", "dlae", "edlae", "rdlae")
 DATASETS = (("gowalla_strong", "train"), ("gowalla_weak", "train"), ("ml-100k_strong", "search"),
             ("ml-1m_strong", "search"))
@@ -145,14 +147,8 @@ def main(_):
     lines += table(dataset, runs_dir) + [""]
   lines += checks_table(runs_dir)
   text = HEADER.format(load=os.getloadavg(), cpus=os.cpu_count()) + "\n".join(lines) + "\n"
-  notes = ""
-  if os.path.exists(_OUT.value):  # hand-written analysis below the marker survives regeneration
-    previous = open(_OUT.value).read()
-    if NOTES_MARKER in previous:
-      notes = previous[previous.index(NOTES_MARKER):]
   print(text)
-  with open(_OUT.value, "w") as f:
-    f.write(text + "\n" + (notes or NOTES_MARKER + "\n"))
+  records.write_report(_OUT.value, text, NOTES_MARKER)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,20 @@ def write_json(path: str, obj: Any) -> None:
     raise
 
 
+def write_report(path: str, text: str, marker: str) -> None:
+  """Write a generated markdown report; whatever follows `marker` in the file already at `path`
+  (hand-written analysis) is kept below the new text, so regenerating never loses it."""
+  notes = marker + "\n"
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = f.read()
+    if marker in previous:
+      notes = previous[previous.index(marker):]
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text + "\n" + notes)
+
+
 def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
   """Append one JSON object as a line (a killed run leaves whole lines behind, at worst a torn last one)."""
   with open(path, "a") as f:
