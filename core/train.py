@@ -73,6 +73,30 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
+def check_batch_size(batch_size: int) -> None:
+  """Raises ValueError unless every process can hold an equal share of a global batch."""
+  if batch_size % jax.process_count():
+    raise ValueError(f"batch_size={batch_size} must be a multiple of the number of processes "
+                     f"{jax.process_count()}")
+
+
+def process_rows(index: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """This process's share of one global batch of example indices.
+
+  Args:
+    index: int [<= batch_size], the global batch's examples (a short last batch included).
+    batch_size: rows of every global batch, a multiple of jax.process_count().
+
+  Returns:
+    (int [batch_size // process_count] example indices, float32 weights of the same shape): rows
+    past the end of `index` repeat index[0] with weight 0, so every batch has one static shape.
+  """
+  local = batch_size // jax.process_count()
+  rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
+  real = rows < len(index)
+  return index[np.where(real, rows, 0)], real.astype(np.float32)
+
+
 def global_batch(host_batch: Any, mesh: jax.sharding.Mesh) -> Any:
   """Process-local numpy rows -> global arrays sharded on axis 0 over the mesh.
 

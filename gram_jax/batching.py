@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-import jax
 import numpy as np
 
+from core import train
 from gram_jax.data import GramExamples
 
 
@@ -69,9 +69,7 @@ class PromptBatches:
 
   def __init__(self, examples: GramExamples, batch_size: int, seed: int, num_fine: int,
                buckets: Sequence[int] = ()):
-    if batch_size % jax.process_count():
-      raise ValueError(f"batch_size={batch_size} must be a multiple of the number of processes "
-                       f"{jax.process_count()}")
+    train.check_batch_size(batch_size)
     self.examples = examples
     self.batch_size = batch_size
     self.seed = seed
@@ -95,14 +93,10 @@ class PromptBatches:
 
   def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
     """Host batches number start.. of `epoch`: {"input_ids", "labels", "weights" [b] float32}."""
-    local = self.batch_size // jax.process_count()
-    offset = jax.process_index() * local
     for bucket, index in self.plan(epoch)[start:]:
-      rows = np.arange(offset, offset + local)
-      real = rows < len(index)
-      batch = model_inputs(self.examples, index[np.where(real, rows, 0)],
-                           1 + self.bounds[bucket])
-      batch["weights"] = real.astype(np.float32)
+      rows, weights = train.process_rows(index, self.batch_size)
+      batch = model_inputs(self.examples, rows, 1 + self.bounds[bucket])
+      batch["weights"] = weights
       yield batch
 
 

@@ -44,6 +44,11 @@ def load_split(config: ml_collections.ConfigDict) -> Split:
   raise ValueError(f"config.protocol={config.protocol!r}: use 'strong', 'weak' or 'presplit'")
 
 
+def _evaluate_b(config, b, eval_set: EvalSet, head: np.ndarray, name: str) -> dict:
+  score_fn, params, batch_inputs = solve.scorer(b, eval_set.fold_in)
+  return _evaluate(config, score_fn, params, eval_set, head, name, batch_inputs)
+
+
 def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, name: str,
               batch_inputs=None) -> dict:
   result = metrics_lib.evaluate(score_fn, params, eval_set, config.ks,
@@ -56,10 +61,6 @@ def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, nam
 def _fit(config, train, lam, p, xi):
   return solve.fit(train, config.model, lam=lam, p=p, xi=xi, dtype=np.dtype(config.dtype),
                    method=config.solve_method, backend=config.inverse_backend or None)
-
-
-def _row_scores(unused_params, unused_fold_in, rows):
-  return rows
 
 
 def _ranks_training_users(config, split: Split) -> bool:
@@ -84,13 +85,13 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, split: Split) -> dict[st
                config.model, info.method, info.backend, info.solve_s, info.num_active, split.num_items)
   start = time.perf_counter()
   if info.method == "woodbury-rows":
-    out = _evaluate(config, _row_scores, (), split.test, head, "test",
+    out = _evaluate(config, solve.given_scores, (), split.test, head, "test",
                     batch_inputs=lambda begin, end: scores[begin:end])
   else:
-    out = _evaluate(config, solve.lae_scores, b, split.test, head, "test")
+    out = _evaluate_b(config, b, split.test, head, "test")
   eval_s = time.perf_counter() - start
   if split.valid is not None and split.valid_train is None:
-    out.update(_evaluate(config, solve.lae_scores, b, split.valid, head, "valid"))
+    out.update(_evaluate_b(config, b, split.valid, head, "valid"))
   out.update({"time/solve_s": info.solve_s, "time/eval_s": eval_s, "solve/num_active": info.num_active,
               "solve/method": info.method, "solve/backend": info.backend,
               "hparams/lam": config.lam, "hparams/p": config.p,
@@ -125,7 +126,7 @@ def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dic
       valid = _evaluate(config, sweep.sweep_scores, params, split.valid, head, "valid")
     else:
       b, _ = _fit(config, train, hyper["lam"], hyper["p"], hyper["xi"])
-      valid = _evaluate(config, solve.lae_scores, b, split.valid, head, "valid")
+      valid = _evaluate_b(config, b, split.valid, head, "valid")
       del b
     records.append_jsonl(os.path.join(workdir, "search.jsonl"), {**point, **valid})
     logging.info("search %s: %s = %.5f", point, config.search.metric, valid[config.search.metric])

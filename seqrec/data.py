@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator
 
-import jax
 import numpy as np
 
+from core import train
 from core.dataset import Dataset
 from core.splits import leave_one_out_train_lengths
 
@@ -94,9 +94,7 @@ class Batches:
   """
 
   def __init__(self, examples: Examples, batch_size: int, seed: int):
-    if batch_size % jax.process_count():
-      raise ValueError(f"batch_size={batch_size} must be a multiple of the number of processes "
-                       f"{jax.process_count()}")
+    train.check_batch_size(batch_size)
     self.examples = examples
     self.batch_size = batch_size
     self.seed = seed
@@ -105,11 +103,9 @@ class Batches:
   def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
     """Host batches number start.. of `epoch`: {"inputs", "targets", "weights" [b] float32}."""
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
-    local = self.batch_size // jax.process_count()
-    offset = jax.process_index() * local
     for b in range(start, self.num_batches):
-      rows = np.arange(b * self.batch_size + offset, b * self.batch_size + offset + local)
-      real = rows < len(order)
-      batch = self.examples.batch(order[np.where(real, rows, 0)])
-      batch["weights"] = real.astype(np.float32)
+      index, weights = train.process_rows(order[b * self.batch_size:(b + 1) * self.batch_size],
+                                          self.batch_size)
+      batch = self.examples.batch(index)
+      batch["weights"] = weights
       yield batch

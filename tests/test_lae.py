@@ -168,3 +168,22 @@ def test_weak_run_path_equals_direct_solve():
   assert (shortcut["solve/method"], direct["solve/method"]) == ("woodbury-rows", "direct")
   for key in ("test/recall@20", "test/ndcg@100", "test/tail_recall@20"):
     assert abs(shortcut[key] - direct[key]) < 1e-5, key
+
+
+def test_cpu_scorer_uses_sparse_products_with_the_dense_products_metrics():
+  """On the CPU, users are scored by scipy's sparse X_u times B; same metrics as the dense X_u @ B."""
+  from core import metrics as metrics_lib
+  from core.dataset import EvalSet
+  x = random_interactions(120, 90, seed=3)
+  b, _ = solve.fit(x, "ease", lam=15.0)
+  fold_in = random_interactions(57, 90, density=0.05, seed=4)
+  target = random_interactions(57, 90, density=0.05, seed=5)
+  target = sp.csr_matrix(target.multiply(fold_in.toarray() == 0))
+  eval_set = EvalSet(fold_in=fold_in, target=target)
+  score_fn, params, batch_inputs = solve.scorer(b, fold_in)
+  assert score_fn is solve.given_scores and batch_inputs is not None
+  np.testing.assert_allclose(batch_inputs(5, 17), fold_in[5:17].toarray() @ np.asarray(b), atol=1e-5)
+  kwargs = dict(ks=(5, 20), batch_size=16, progress=False)
+  sparse = metrics_lib.evaluate(score_fn, params, eval_set, batch_inputs=batch_inputs, **kwargs)
+  dense = metrics_lib.evaluate(solve.lae_scores, b, eval_set, **kwargs)
+  assert sparse == pytest.approx(dense, abs=1e-6) and dense["num_users"] > 40

@@ -122,3 +122,22 @@ def test_masked_optimizer_freezes_exactly():
   updates, _ = optimizer.update(grads, optimizer.init(params), params)
   np.testing.assert_array_equal(updates["item_embedding"]["embedding"], 0.0)
   assert np.all(np.asarray(updates["dense"]["kernel"]) != 0)
+
+
+@pytest.mark.parametrize("batch_len", [6, 4, 1])
+def test_process_rows_split_a_global_batch_in_equal_padded_shares(monkeypatch, batch_len):
+  """Two processes' shares, concatenated, are the global batch padded to a static 6 rows."""
+  index = np.array([10, 11, 12, 13, 14, 15])[:batch_len]
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  shares = []
+  for process in (0, 1):
+    monkeypatch.setattr(jax, "process_index", lambda p=process: p)
+    shares.append(train.process_rows(index, batch_size=6))
+  rows = np.concatenate([r for r, _ in shares])
+  weights = np.concatenate([w for _, w in shares])
+  np.testing.assert_array_equal(weights, np.arange(6) < batch_len)
+  np.testing.assert_array_equal(rows[:batch_len], index)
+  np.testing.assert_array_equal(rows[batch_len:], index[0])
+  assert weights.dtype == np.float32 and rows.shape == (6,)
+  with pytest.raises(ValueError, match="batch_size=5 must be a multiple of the number of processes 2"):
+    train.check_batch_size(5)
