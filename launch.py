@@ -52,7 +52,9 @@ def main(argv):
     jax.config.update("jax_enable_x64", True)
   logging.info("config:\n%s", config)
   logging.info("devices: %s", jax.devices())
-  records.write_json(f"{_WORKDIR.value}/config.json", json.loads(config.to_json_best_effort()))
+  # --mode=eval keeps the training run's own config.json and records its config beside it.
+  name = "eval_config.json" if _MODE.value == "eval" else "config.json"
+  records.write_json(f"{_WORKDIR.value}/{name}", json.loads(config.to_json_best_effort()))
   try:
     metrics = _family_runner(config.family)(config, _WORKDIR.value, _MODE.value)
   except (DataError, FileNotFoundError, ValueError, FloatingPointError) as error:

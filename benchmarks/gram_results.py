@@ -17,7 +17,9 @@ script is started again; a failed one is shown with its error line). Variants:
   no_prompt_positions  no prompt-position embeddings in the late fusion
   authors_ids      the authors' released lexical IDs instead of ours
 SASRec (configs/sasrec.py:<dataset>, Recall/NDCG at 5, 10, 20) trains on the same leave-one-out
-split, in runs_dir/<dataset>/sasrec unless --sasrec_dir names an existing run.
+split, in runs_dir/<dataset>/sasrec unless --sasrec_dir names an existing run (a run trained at
+other cut-offs gets @5 from `python launch.py --config=configs/sasrec.py:<dataset> --workdir=DIR
+--mode=eval --config.ks='(5,10,20)'`, whose eval.json is read too).
 """
 
 import json
@@ -106,6 +108,9 @@ def row(name: str, workdir: str) -> str:
   if not os.path.exists(path):
     return f"| {name} | {failure(workdir)} |" + " |" * (len(METRICS) + 4)
   m = json.load(open(path))
+  evaluated = os.path.join(workdir, "eval.json")  # --mode=eval of the best checkpoint, e.g. at more ks
+  if os.path.exists(evaluated):
+    m = {**json.load(open(evaluated)), **m}
   cells = [f"{m['test/' + k]:.4f}" if "test/" + k in m else "–" for k in METRICS]
   params = m.get("model/params")
   return (f"| {name} | " + " | ".join(cells) + f" | {m.get('best/epoch', '–')} / "

@@ -42,11 +42,15 @@ def test_one_epoch_beats_popularity_and_eval_mode_restores_the_best(tmp_path):
   lines = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
   assert len(lines) == 1 and lines[0]["valid/ndcg@10"] == out["valid/ndcg@10"]
 
-  result = launch(tmp_path, "--mode=eval")
+  trained_config = (tmp_path / "run" / "config.json").read_text()
+  result = launch(tmp_path, "--mode=eval", "--config.ks=(5,10,20)")
   assert result.returncode == 0, result.stderr[-3000:]
   again = json.load(open(tmp_path / "run" / "eval.json"))
   for key in ("test/ndcg@10", "test/recall@20", "valid/ndcg@20"):
     assert again[key] == out[key], key
+  assert "test/recall@5" in again and "test/recall@5" not in out
+  assert (tmp_path / "run" / "config.json").read_text() == trained_config  # the run's record kept
+  assert json.load(open(tmp_path / "run" / "eval_config.json"))["ks"] == [5, 10, 20]
 
   result = launch(tmp_path, "--mode=eval", "--config.model.hidden=16")
   assert result.returncode == 2
