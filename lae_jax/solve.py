@@ -85,9 +85,9 @@ def scorer(b: jax.Array, fold_in: sp.spmatrix) -> tuple:
   """How core.metrics.evaluate scores users by X_u B: (score_fn, params, batch_inputs).
 
   Where B lives on the CPU the product is sparse (scipy CSR rows times B, read in place): a batch
-  costs nnz(X_batch) x n multiply-adds instead of the dense batch x n x n, which was about a third
-  of a gowalla run (3,000 test users x 40,981^2: ~60 s; the sparse product: a few seconds). On an
-  accelerator the dense product on device is the faster one.
+  costs nnz(X_batch) x n multiply-adds instead of the dense batch x n x n (a whole EASE run on
+  gowalla strong went from 189 s to 138 s, benchmarks/results/lae_speed.md). On an accelerator the
+  dense product on device is the faster one.
 
   Args:
     b: [n, n] B on a device (or a numpy array).
