@@ -50,8 +50,6 @@ VARIANTS = {
 PAPER = {"amazon_beauty": (.0641, .0451, .0890, .0531), "amazon_toys": (.0718, .0516, .0987, .0603),
          "amazon_sports": (.0375, .0256, .0554, .0314)}
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
-NOTES_MARKER = "<!-- notes: hand-written, kept when the tables are regenerated -->"
-
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/gram", "one sub-folder per dataset and variant")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")
 _DATASETS = flags.DEFINE_list("datasets", ["amazon_beauty", "amazon_toys"], "datasets")
@@ -193,7 +191,7 @@ def main(_):
                        load=tuple(round(x, 1) for x in os.getloadavg()), presets=presets)
   text += "\n".join(lines)
   print(text)
-  records.write_report(_OUT.value, text, NOTES_MARKER)
+  records.write_report(_OUT.value, text)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,6 @@ from lae_jax import linalg
 from lae_jax import run as lae_run
 from lae_jax import solve
 
-NOTES_MARKER = "<!-- notes: hand-written, kept when the tables are regenerated -->"
-
 _N = flags.DEFINE_integer("n", 8000, "size of the kernel benchmark's Gram matrix")
 _PRESETS = flags.DEFINE_list("preset", ["ease_ml-100k_strong", "ease_ml-1m_strong"], "configs/lae.py presets")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")
@@ -216,7 +214,7 @@ def main(_):
   text = "\n".join(lines)
   print(text)
   if _OUT.value:
-    records.write_report(_OUT.value, text, NOTES_MARKER)
+    records.write_report(_OUT.value, text)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from core import records  # noqa: E402  pylint: disable=g-import-not-at-top
 
-NOTES_MARKER = "<!-- notes: hand-written, kept when the table is regenerated -->"
-
 _RUNS = flags.DEFINE_list("runs", ["amazon_beauty:runs/sasrec_beauty",
                                    "amazon_toys:runs/sasrec_toys"], "dataset:workdir pairs")
 _OUT = flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/seqrec.md"), "markdown")
@@ -95,7 +93,7 @@ def main(_):
            "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
            f"![validation NDCG@10 per epoch]({os.path.basename(png)})", ""]
   text = "\n".join(lines)
-  records.write_report(_OUT.value, text, NOTES_MARKER)
+  records.write_report(_OUT.value, text)
   print(text)
 
 

@@ -27,7 +27,10 @@ def write_json(path: str, obj: Any) -> None:
     raise
 
 
-def write_report(path: str, text: str, marker: str) -> None:
+NOTES_MARKER = "<!-- notes: hand-written, kept when the tables are regenerated -->"
+
+
+def write_report(path: str, text: str, marker: str = NOTES_MARKER) -> None:
   """Write a generated markdown report; whatever follows `marker` in the file already at `path`
   (hand-written analysis) is kept below the new text, so regenerating never loses it."""
   notes = marker + "\n"
