@@ -35,14 +35,17 @@ _STEPS = flags.DEFINE_integer("steps", 30, "timed training steps")
 _EVAL_USERS = flags.DEFINE_integer("eval_users", 4096, "users in the timed evaluation")
 _OUT = flags.DEFINE_string("out", "", "also write the markdown table here")
 _MESH_SIZES = flags.DEFINE_list("mesh_sizes", [], "mesh sizes to compare (default: all devices)")
+_TIERS = flags.DEFINE_string("length_tiers", "", "also time the step with these length tiers "
+                             "(seqrec.data.Batches), as width:rows,... e.g. 10:144,20:64,50:48")
 
 
-def measure(config, ds, mesh):
+def measure(config, ds, mesh, tiers=()):
   model = seqrec_run.build_model(config, ds.num_items)
   optimizer = seqrec_run.build_optimizer(config)
   state = train.replicate(train.create_state(sasrec.init_params(model, 0), optimizer, 0), mesh)
   step = train.make_train_step(lambda p, b, r: sasrec.ce_loss(model, p, b, r), optimizer, mesh)
-  batches = data_lib.Batches(data_lib.train_examples(ds, config.max_len), config.batch_size, 0)
+  batches = data_lib.Batches(data_lib.train_examples(ds, config.max_len), config.batch_size, 0,
+                             tiers)
   host = batches.epoch(0)
   start = time.perf_counter()
   state, metrics = step(state, train.global_batch(next(host), mesh))
@@ -64,7 +67,7 @@ def measure(config, ds, mesh):
   start = time.perf_counter()
   evaluator(state.params)
   eval_s = time.perf_counter() - start
-  return {"devices": mesh.size, "compile_s": compile_s, "params": jax.device_get(state.params),
+  return {"devices": mesh.size, "tiers": tiers, "compile_s": compile_s, "params": jax.device_get(state.params),
           "train_seq_per_s": _STEPS.value * config.batch_size / train_s,
           "step_ms": 1000 * train_s / _STEPS.value, "eval_users_per_s": users / eval_s,
           "epoch_s": batches.num_batches * train_s / _STEPS.value}
@@ -76,7 +79,10 @@ def main(argv):
   config.data_dir, config.progress = _DATA_DIR.value, False
   ds = readers.load_dataset(config.dataset, config.data_dir)
   sizes = [int(n) for n in _MESH_SIZES.value] or [jax.device_count()]
+  tiers = tuple(tuple(int(x) for x in t.split(":")) for t in _TIERS.value.split(",") if t)
   results = [measure(config, ds, train.make_mesh(jax.devices()[:n])) for n in sizes]
+  if tiers:
+    results += [measure(config, ds, train.make_mesh(jax.devices()[:n]), tiers) for n in sizes]
   m = config.model
   lines = [
       f"# SASRec speed ({_PRESET.value}: hidden {m.hidden}, {m.num_layers} layers, max_len "
@@ -84,14 +90,20 @@ def main(argv):
       "", f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} devices "
       f"visible), jax {jax.__version__}; load average before/after: {LOAD[0]:.2f} / "
       f"{os.getloadavg()[0]:.2f}", "",
-      "| mesh devices | train seq/s | step ms | est. epoch s | eval users/s | compile s | "
-      "max abs param diff vs first mesh |", "|---|---|---|---|---|---|---|"]
+      "| mesh devices | length tiers | train seq/s | step ms | est. epoch s | eval users/s | "
+      "compile s | max abs param diff vs first mesh |", "|---|---|---|---|---|---|---|---|"]
   for r in results:
+    first = next(f for f in results if f["tiers"] == r["tiers"])  # dropout masks depend on tiers
     diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
-                                            r["params"], results[0]["params"])))
-    lines.append(f"| {r['devices']} | {r['train_seq_per_s']:.0f} | {r['step_ms']:.1f} | "
-                 f"{r['epoch_s']:.0f} | {r['eval_users_per_s']:.0f} | {r['compile_s']:.1f} | "
-                 f"{diff:.2e} |")
+                                            r["params"], first["params"])))
+    lines.append(f"| {r['devices']} | {r['tiers'] or 'none'} | {r['train_seq_per_s']:.0f} | "
+                 f"{r['step_ms']:.1f} | {r['epoch_s']:.0f} | {r['eval_users_per_s']:.0f} | "
+                 f"{r['compile_s']:.1f} | {diff:.2e} |")
+  if tiers:
+    for plain, tiered in zip(results[:len(sizes)], results[len(sizes):]):
+      lines.append(f"\nLength tiers {tiers} on {plain['devices']} device(s): "
+                   f"{tiered['train_seq_per_s'] / plain['train_seq_per_s']:.2f}x the untiered "
+                   "training throughput.")
   lines.append("")
   print("\n".join(lines))
   if _OUT.value:

@@ -80,6 +80,26 @@ def check_batch_size(batch_size: int) -> None:
                      f"{jax.process_count()}")
 
 
+def pad_rows(index: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """One global batch of example indices at its full static size.
+
+  Args:
+    index: int [<= batch_size], the batch's examples (a short last batch included).
+
+  Returns:
+    (int [batch_size] indices, float32 [batch_size] weights): rows past the end of `index` repeat
+    index[0] with weight 0.
+  """
+  real = np.arange(batch_size) < len(index)
+  return index[np.where(real, np.arange(batch_size), 0)], real.astype(np.float32)
+
+
+def process_share(batch_size: int) -> slice:
+  """This process's rows of a global batch of `batch_size` rows (a multiple of process_count)."""
+  local = batch_size // jax.process_count()
+  return slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+
+
 def process_rows(index: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
   """This process's share of one global batch of example indices.
 
@@ -88,13 +108,12 @@ def process_rows(index: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nda
     batch_size: rows of every global batch, a multiple of jax.process_count().
 
   Returns:
-    (int [batch_size // process_count] example indices, float32 weights of the same shape): rows
-    past the end of `index` repeat index[0] with weight 0, so every batch has one static shape.
+    (int [batch_size // process_count] example indices, float32 weights of the same shape): the
+    process's rows of `pad_rows(index, batch_size)`, so every batch has one static shape.
   """
-  local = batch_size // jax.process_count()
-  rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
-  real = rows < len(index)
-  return index[np.where(real, rows, 0)], real.astype(np.float32)
+  index, weights = pad_rows(index, batch_size)
+  mine = process_share(batch_size)
+  return index[mine], weights[mine]
 
 
 def global_batch(host_batch: Any, mesh: jax.sharding.Mesh) -> Any:

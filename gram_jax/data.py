@@ -19,7 +19,8 @@ A batch (`GramExamples.batch`), with N = 1 + max_his prompts (N = 1 without item
   labels:      [b, T] int32 target ID tokens + EOS, padded with pad_id (0): the loss ignores
                positions where labels == pad_id; T = longest ID + 1;
   target_item: [b] int32 dense id of the target item;
-`seqrec.data.Batches` adds "weights" [b] float32 (0 for the rows padding the last batch).
+`gram_jax.batching.PromptBatches` adds "weights" [b] float32 (0 for the rows padding the last
+batch).
 """
 
 from __future__ import annotations

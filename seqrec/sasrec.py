@@ -173,23 +173,35 @@ def attention_bias(item_seq: jax.Array) -> jax.Array:
   return jnp.where(allowed, 0.0, -10000.0).astype(jnp.float32)
 
 
-def ce_loss(model: SASRec, params: Any, batch: dict, rng: jax.Array) -> tuple:
+def ce_loss(model: SASRec, params: Any, batch, rng: jax.Array) -> tuple:
   """Softmax cross-entropy of the next item over all num_items + 1 rows (RecBole's "CE").
 
   Args:
-    batch: {"inputs": [b, seq_len] int32 right-padded shifted ids, "targets": [b] int32 shifted ids,
-      "weights": [b] float32, 1 for real examples and 0 for the rows padding the last batch}.
+    batch: {"inputs": [b, width] int32 right-padded shifted ids, "targets": [b] int32 shifted ids,
+      "weights": [b] float32, 1 for real examples and 0 for the rows padding the last batch}, or a
+      tuple of such dicts of different widths (the length tiers of `seqrec.data.Batches`), whose
+      rows together form one batch.
 
   Returns:
-    (weighted mean loss, {"examples": number of real examples}).
+    (weighted mean loss over all rows, {"examples": number of real examples}).
   """
-  logits = model.apply({"params": params}, batch["inputs"], deterministic=False,
-                       rngs={"dropout": rng}, method=SASRec.scores)
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  nll = -jnp.take_along_axis(logp, batch["targets"][:, None], axis=1)[:, 0]
-  weights = batch["weights"]
-  count = jnp.sum(weights)
-  return jnp.sum(nll * weights) / jnp.maximum(count, 1.0), {"examples": count}
+  tiers = (batch,) if isinstance(batch, dict) else tuple(batch)
+  apply = lambda *args, rng, **kwargs: model.apply(
+      {"params": params}, *args, deterministic=False, rngs={"dropout": rng}, **kwargs)
+  if len(tiers) == 1:  # exactly the masks an untiered step always drew
+    logits = [apply(tiers[0]["inputs"], rng=rng, method=SASRec.scores)]
+  else:  # one item table (and one table dropout) for every tier, as in one untiered call
+    table_rng, *tier_rngs = jax.random.split(rng, 1 + len(tiers))
+    table = apply(rng=table_rng, method=SASRec.table)
+    logits = [apply(tier["inputs"], table=table, rng=r) @ table.T
+              for tier, r in zip(tiers, tier_rngs)]
+  total, count = 0.0, 0.0
+  for tier, tier_logits in zip(tiers, logits):
+    logp = jax.nn.log_softmax(tier_logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, tier["targets"][:, None], axis=1)[:, 0]
+    total += jnp.sum(nll * tier["weights"])
+    count += jnp.sum(tier["weights"])
+  return total / jnp.maximum(count, 1.0), {"examples": count}
 
 
 def init_params(model: SASRec, seed: int, item_table: Optional[np.ndarray] = None) -> Any:

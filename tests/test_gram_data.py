@@ -12,8 +12,8 @@ from core.item_text import item_texts
 from core.splits import leave_one_out_train_lengths
 from core.synthetic import make_synthetic
 from gram_jax import data, neighbours, prompts
+from gram_jax.batching import PromptBatches
 from gram_jax import tokenizer as tok_lib
-from seqrec.data import Batches
 
 # A hand-made catalogue of three items (dense ids 0, 1, 2).
 IDS = [("▁nail", "▁red"), ("▁lip",), ("▁hair", "▁oil", "0")]
@@ -190,11 +190,9 @@ def test_synthetic_counts_and_epochs(tok):
   lengths = leave_one_out_train_lengths(ds)
   assert len(train) == np.maximum(lengths - 1, 0).sum()
   assert len(data.eval_examples(ds, tables, "valid")) == (np.diff(ds.indptr) >= 3).sum()
-  batches = Batches(train, batch_size=4096, seed=0)
-  seen = []
-  for batch in batches.epoch(0):
-    assert batch["input_ids"].shape == (4096, 21, 64)
-    seen.append(batch["target_item"][batch["weights"] > 0])
+  plan = PromptBatches(train, batch_size=4096, seed=0, num_fine=20).plan(0)
+  assert train.batch(plan[0][1])["input_ids"].shape == (len(plan[0][1]), 21, 64)
+  seen = [train.batch(index)["target_item"] for _, index in plan]
   # One epoch visits every example once: the multiset of targets is the training targets'.
   all_targets = ds.items[train.examples.targets]
   np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.sort(all_targets))

@@ -3,6 +3,7 @@
 from math import erf, sqrt
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,3 +147,37 @@ def test_parameter_count_equals_recbole_sasrec_on_beauty():
   model = sasrec.SASRec(num_items=12101, max_len=50, hidden=64, inner=256)
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 50), jnp.int32)))
   assert sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)) == 877824
+
+
+class _ScaledTable(nn.Module):
+  """A stand-in initialiser table module: 2 x a free [num_items + 1, hidden] matrix."""
+  rows: int
+  hidden: int
+
+  @nn.compact
+  def __call__(self, deterministic: bool) -> jax.Array:
+    del deterministic
+    return 2.0 * self.param("base", nn.initializers.normal(0.5), (self.rows, self.hidden))
+
+
+@pytest.mark.parametrize("table_module", [False, True])
+def test_length_tiers_give_the_untiered_loss_and_gradient(table_module):
+  """Rows cut to their tier's width (right padding) leave loss and gradient unchanged."""
+  config = dict(SMALL, dropout=0.0, attention_dropout=0.0)
+  if table_module:
+    config["item_table"] = _ScaledTable(SMALL["num_items"] + 1, SMALL["hidden"])
+  model = sasrec.SASRec(**config)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), _inputs())["params"]
+  inputs = np.concatenate([np.asarray(_inputs())] * 2)           # lengths 6, 3, 1, 6, 3, 1
+  full = {"inputs": inputs, "targets": np.array([1, 2, 3, 4, 5, 6], np.int32),
+          "weights": np.array([1, 1, 1, 1, 1, 0], np.float32)}
+  short, long = [1, 2, 5], [0, 3, 4]                            # widths 3 and 6
+  tiers = ({"inputs": inputs[short, :3], "targets": full["targets"][short],
+            "weights": full["weights"][short]},
+           {k: v[long] for k, v in full.items()})
+  value = lambda batch: jax.value_and_grad(
+      lambda p: sasrec.ce_loss(model, p, batch, jax.random.PRNGKey(1))[0])(params)
+  (loss, grads), (tiered_loss, tiered_grads) = value(full), value(tiers)
+  np.testing.assert_allclose(tiered_loss, loss, rtol=1e-6)
+  chex.assert_trees_all_close(tiered_grads, grads, atol=1e-6, rtol=1e-5)
+  assert float(sasrec.ce_loss(model, params, tiers, jax.random.PRNGKey(1))[1]["examples"]) == 5

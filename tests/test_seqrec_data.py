@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from core.dataset import Dataset
@@ -43,13 +44,13 @@ def test_batches_are_seeded_complete_and_resumable():
   batches = data.Batches(examples, batch_size=16, seed=3)
   epoch = list(batches.epoch(2))
   assert len(epoch) == batches.num_batches == -(-len(examples) // 16)
-  weights = np.concatenate([b["weights"] for b in epoch])
+  weights = np.concatenate([b["weights"] for (b,) in epoch])
   assert weights.sum() == len(examples) and weights[-1] == 0  # last batch padded
-  for a, b in zip(epoch[3:], batches.epoch(2, start=3)):
+  for (a,), (b,) in zip(epoch[3:], batches.epoch(2, start=3)):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
-  other = next(iter(data.Batches(examples, batch_size=16, seed=3).epoch(3)))
-  assert not np.array_equal(other["targets"], epoch[0]["targets"])
+  (other,) = next(iter(data.Batches(examples, batch_size=16, seed=3).epoch(3)))
+  assert not np.array_equal(other["targets"], epoch[0][0]["targets"])
 
 
 def _ranked_by_id_evaluator(ds, mask_history, which):
@@ -88,3 +89,40 @@ def test_score_fn_drops_the_padding_column():
   assert scores.shape == (1, 4)
   np.testing.assert_array_equal(scores, full[:, 1:])
   assert isinstance(run.eval_sets(ds, False)["valid"].fold_in, sp.csr_matrix)
+
+
+def _rows(batch: tuple) -> tuple:
+  """(sorted (input ids without padding, target) of the real rows, number of rows) of a batch."""
+  real = sorted((tuple(int(i) for i in row if i), int(target))
+                for tier in batch
+                for row, target, weight in zip(tier["inputs"], tier["targets"], tier["weights"])
+                if weight)
+  return real, sum(len(tier["weights"]) for tier in batch)
+
+
+def test_length_tiers_hold_the_untiered_batches_rows_within_their_widths():
+  ds = _dataset([np.arange(i % 9, i % 9 + 3 + i % 11) for i in range(40)], num_items=25)
+  examples = data.train_examples(ds, max_len=8)
+  plain = list(data.Batches(examples, batch_size=32, seed=1).epoch(0))
+  tiers = ((2, 10), (4, 10), (8, 12))
+  tiered = data.Batches(examples, batch_size=32, seed=1, tiers=tiers)
+  assert tiered.tiered_fraction(0) == 5 / 6
+  shapes = set()
+  for a, b in zip(plain, tiered.epoch(0)):
+    assert len(a) == 1 and _rows(a) == _rows(b)
+    shapes.add(tuple(t["inputs"].shape for t in b))
+    if len(b) == 3:  # shortest rows first, each within its tier's width
+      lengths = [(t["inputs"] > 0).sum(1)[t["weights"] > 0] for t in b]
+      assert [t["inputs"].shape for t in b] == [(10, 2), (10, 4), (12, 8)]
+      assert lengths[0].max() <= lengths[1].min() and lengths[1].max() <= lengths[2].min()
+  # batches whose rows do not fit run untiered, so both shapes occur on this data
+  assert shapes == {((10, 2), (10, 4), (12, 8)), ((32, 8),)}
+
+
+def test_length_tiers_are_checked_against_batch_size_and_max_len():
+  examples = data.train_examples(DS, max_len=3)
+  assert data.Batches(examples, 4, 0).tiers == ((3, 4),)
+  for tiers, message in [(((2, 2), (3, 1)), "rows sum to 3"), (((2, 2), (4, 2)), "end at max_len"),
+                         (((3, 2), (2, 2)), "increase")]:
+    with pytest.raises(ValueError, match=rf"config.length_tiers=.*{message}"):
+      data.Batches(examples, 4, 0, tiers)
