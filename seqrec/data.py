@@ -14,9 +14,10 @@ order of any epoch is a pure function of (seed, epoch) and a run resumes mid-epo
 Length tiers (optional, `Batches(tiers=...)`): most inputs are far shorter than max_len (Amazon
 Beauty: mean 8.4 of 50), and with right padding a window cut to its own length gives the same
 outputs (attention is causal and masks padded keys). A batch is then split into fixed-size tiers of
-increasing width, shortest examples first, so the step computes ~1/2.7 of the padded positions
-while the batch, its loss and its gradient stay those of the untiered batch. A batch whose examples
-do not fit the tiers is sent untiered (a second compiled shape).
+increasing width, shortest examples first, so the step computes ~1/2.5 of the padded positions
+(configs/ace.py's Amazon tiers) while the batch, its loss and its gradient stay those of the
+untiered batch. A batch whose examples do not fit the tiers is sent untiered (a second compiled
+shape).
 """
 
 from __future__ import annotations
@@ -108,12 +109,15 @@ def check_tiers(tiers, batch_size: int, max_len: int) -> tuple:
   problem = None
   if widths != sorted(set(widths)) or widths[0] < 1 or widths[-1] != max_len:
     problem = f"widths {widths} must increase and end at max_len={max_len}"
-  elif sum(r for _, r in tiers) != batch_size:
-    problem = f"rows sum to {sum(r for _, r in tiers)}, not batch_size={batch_size}"
+  elif min(r for _, r in tiers) < 1 or sum(r for _, r in tiers) != batch_size:
+    problem = f"rows must be >= 1 and sum to batch_size={batch_size}"
   if problem:
     raise ValueError(f"config.length_tiers={tiers}: {problem}")
   for _, rows in tiers:
-    train.check_batch_size(rows)
+    try:
+      train.check_batch_size(rows)
+    except ValueError as e:
+      raise ValueError(f"config.length_tiers={tiers}: {e}") from None
   return tiers
 
 
