@@ -67,7 +67,8 @@ def measure(config, ds, mesh, tiers=()):
   start = time.perf_counter()
   evaluator(state.params)
   eval_s = time.perf_counter() - start
-  return {"devices": mesh.size, "tiers": tiers, "compile_s": compile_s, "params": jax.device_get(state.params),
+  return {"devices": mesh.size, "tiers": tiers, "compile_s": compile_s,
+          "params": jax.device_get(state.params),
           "train_seq_per_s": _STEPS.value * config.batch_size / train_s,
           "step_ms": 1000 * train_s / _STEPS.value, "eval_users_per_s": users / eval_s,
           "epoch_s": batches.num_batches * train_s / _STEPS.value}

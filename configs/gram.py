@@ -55,7 +55,8 @@ PAPER_SCALE = dict(model=dict(size="small"), max_his=20, num_fine=20, prompt_len
 # 1e-2 over 6 epochs .0144 -> .0111 at epoch 2 (train loss 5.33 -> 3.39: over-fitting at the peak
 # learning rate), so the schedule ends at epoch 2.
 CPU = dict(model=dict(size="tiny"), max_his=20, num_fine=5, prompt_len=64, num_neighbours=3,
-           batch_size=64, learning_rate=1e-2, epochs=2, eval_every_epochs=1, patience=2, num_beams=20,
+           batch_size=64, learning_rate=1e-2, epochs=2, eval_every_epochs=1, patience=2,
+           num_beams=20,
            length_penalty=0.0, prompt_buckets=(1, 2, 3), valid_users=2000)
 
 DATASETS = {

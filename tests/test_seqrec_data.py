@@ -123,7 +123,8 @@ def test_length_tiers_are_checked_against_batch_size_and_max_len():
   examples = data.train_examples(DS, max_len=3)
   assert data.Batches(examples, 4, 0).tiers == ((3, 4),)
   for tiers, message in [(((2, 2), (3, 1)), "sum to batch_size=4"),
-                         (((2, 0), (3, 4)), "rows must be >= 1"), (((2, 2), (4, 2)), "end at max_len"),
+                         (((2, 0), (3, 4)), "rows must be >= 1"),
+                         (((2, 2), (4, 2)), "end at max_len"),
                          (((3, 2), (2, 2)), "increase")]:
     with pytest.raises(ValueError, match=rf"config.length_tiers=.*{message}"):
       data.Batches(examples, 4, 0, tiers)
