@@ -11,7 +11,8 @@ killed run resumes from its checkpoints when relaunched); its metrics.json is th
 tables. The ID-only SASRec does not depend on the extractor and runs once per dataset and seed. The
 lambda sweep reruns ACE with --config.init.lam=<lambda> (lambda 50 is the main ACE run). The
 anisotropy columns describe each initial item table as the model starts from it (seed 0), computed
-here with core/anisotropy.py; the plots are PNGs next to the report.
+here with core/anisotropy.py; the plots are PNGs next to the report. Hand-written notes below the
+marker at the end of the report are kept when it is regenerated.
 """
 
 import json
@@ -30,6 +31,7 @@ sys.path.insert(0, ROOT)
 from configs import ace as ace_configs  # noqa: E402
 from core import anisotropy  # noqa: E402
 from core import readers  # noqa: E402
+from core import records  # noqa: E402
 from lae_jax import ace_plots  # noqa: E402
 from seqrec import initialisers  # noqa: E402
 from seqrec import run as seqrec_run  # noqa: E402
@@ -319,8 +321,7 @@ def main(argv):
   lines = header()
   for dataset in _DATASETS.value:
     lines += dataset_section(dataset, runs, out_dir)
-  with open(_OUT.value, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  records.write_report(_OUT.value, "\n".join(lines))
   print(f"wrote {_OUT.value}")
 
 
