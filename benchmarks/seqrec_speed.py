@@ -1,16 +1,19 @@
 """SASRec throughput: training sequences per second and evaluation users per second.
 
   python benchmarks/seqrec_speed.py --preset=amazon_beauty --steps=30 --out=benchmarks/results/seqrec_speed.md
+  python benchmarks/seqrec_speed.py --preset=amazon_beauty --steps=30 --pack_multiple=8   # + packed
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/seqrec_speed.py --steps=10 \
       --mesh_sizes=1,8 --out=benchmarks/results/seqrec_devices.md
 
 Uses the preset's model and batch exactly as `launch.py` trains it (core.train step on a mesh over
-all local devices, real batches of `seqrec.data.Batches`), after one warm-up step that compiles.
+all local devices, real batches of `seqrec.data.Batches`), after one untimed step per batch shape
+(packed batches come in a few row counts), which compiles it.
 With fake CPU devices the figure shows that the sharded step runs, not a speed-up (the devices share
 the same cores). With several `--mesh_sizes` every mesh trains from the same initial state on the same
 batches, and the table gives each one's largest parameter difference from the first mesh's. Run it on a quiet machine: the load average is printed beside the figures.
 """
 
+import itertools
 import os
 import sys
 import time
@@ -35,25 +38,27 @@ _STEPS = flags.DEFINE_integer("steps", 30, "timed training steps")
 _EVAL_USERS = flags.DEFINE_integer("eval_users", 4096, "users in the timed evaluation")
 _OUT = flags.DEFINE_string("out", "", "also write the markdown table here")
 _MESH_SIZES = flags.DEFINE_list("mesh_sizes", [], "mesh sizes to compare (default: all devices)")
-_TIERS = flags.DEFINE_string("length_tiers", "", "also time the step with these length tiers "
-                             "(seqrec.data.Batches), as width:rows,... e.g. 10:144,20:64,50:48")
+_PACK = flags.DEFINE_integer("pack_multiple", 0, "also time the step with sequences packed into a "
+                             "multiple of this many rows (seqrec.data.Batches), e.g. 8")
 
 
-def measure(config, ds, mesh, tiers=()):
+def measure(config, ds, mesh, pack_multiple=0):
   model = seqrec_run.build_model(config, ds.num_items)
   optimizer = seqrec_run.build_optimizer(config)
   state = train.replicate(train.create_state(sasrec.init_params(model, 0), optimizer, 0), mesh)
   step = train.make_train_step(lambda p, b, r: sasrec.ce_loss(model, p, b, r), optimizer, mesh)
   batches = data_lib.Batches(data_lib.train_examples(ds, config.max_len), config.batch_size, 0,
-                             tiers)
-  host = batches.epoch(0)
+                             pack_multiple)
+  host = list(itertools.islice(batches.epoch(0), _STEPS.value + 1))
   start = time.perf_counter()
-  state, metrics = step(state, train.global_batch(next(host), mesh))
+  for shape in dict.fromkeys(b["inputs"].shape for b in host):  # compile each shape once, untimed
+    state, metrics = step(state, train.global_batch(
+        next(b for b in host if b["inputs"].shape == shape), mesh))
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   start = time.perf_counter()
-  for _ in range(_STEPS.value):
-    state, metrics = step(state, train.global_batch(next(host), mesh))
+  for batch in host[1:]:
+    state, metrics = step(state, train.global_batch(batch, mesh))
   jax.block_until_ready(metrics)
   train_s = time.perf_counter() - start
 
@@ -67,7 +72,9 @@ def measure(config, ds, mesh, tiers=()):
   start = time.perf_counter()
   evaluator(state.params)
   eval_s = time.perf_counter() - start
-  return {"devices": mesh.size, "tiers": tiers, "compile_s": compile_s,
+  rows = batches.rows_per_batch(0)
+  return {"devices": mesh.size, "pack": pack_multiple, "compile_s": compile_s,
+          "rows": f"{rows.mean():.1f} ({len(set(rows))} shapes)",
           "params": jax.device_get(state.params),
           "train_seq_per_s": _STEPS.value * config.batch_size / train_s,
           "step_ms": 1000 * train_s / _STEPS.value, "eval_users_per_s": users / eval_s,
@@ -80,30 +87,30 @@ def main(argv):
   config.data_dir, config.progress = _DATA_DIR.value, False
   ds = readers.load_dataset(config.dataset, config.data_dir)
   sizes = [int(n) for n in _MESH_SIZES.value] or [jax.device_count()]
-  tiers = tuple(tuple(int(x) for x in t.split(":")) for t in _TIERS.value.split(",") if t)
   results = [measure(config, ds, train.make_mesh(jax.devices()[:n])) for n in sizes]
-  if tiers:
-    results += [measure(config, ds, train.make_mesh(jax.devices()[:n]), tiers) for n in sizes]
+  if _PACK.value:
+    results += [measure(config, ds, train.make_mesh(jax.devices()[:n]), _PACK.value) for n in sizes]
   m = config.model
   lines = [
       f"# SASRec speed ({_PRESET.value}: hidden {m.hidden}, {m.num_layers} layers, max_len "
-      f"{config.max_len}, batch {config.batch_size}, {_STEPS.value} timed steps after 1 compiling step)",
+      f"{config.max_len}, batch {config.batch_size}, {_STEPS.value} timed steps after 1 compiling "
+      "step per shape)",
       "", f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} devices "
       f"visible), jax {jax.__version__}; load average before/after: {LOAD[0]:.2f} / "
       f"{os.getloadavg()[0]:.2f}", "",
-      "| mesh devices | length tiers | train seq/s | step ms | est. epoch s | eval users/s | "
+      "| mesh devices | rows per batch | train seq/s | step ms | est. epoch s | eval users/s | "
       "compile s | max abs param diff vs first mesh |", "|---|---|---|---|---|---|---|---|"]
   for r in results:
-    first = next(f for f in results if f["tiers"] == r["tiers"])  # dropout masks depend on tiers
+    first = next(f for f in results if f["pack"] == r["pack"])  # dropout masks depend on packing
     diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
                                             r["params"], first["params"])))
-    lines.append(f"| {r['devices']} | {r['tiers'] or 'none'} | {r['train_seq_per_s']:.0f} | "
+    lines.append(f"| {r['devices']} | {r['rows']} | {r['train_seq_per_s']:.0f} | "
                  f"{r['step_ms']:.1f} | {r['epoch_s']:.0f} | {r['eval_users_per_s']:.0f} | "
                  f"{r['compile_s']:.1f} | {diff:.2e} |")
-  if tiers:
-    for plain, tiered in zip(results[:len(sizes)], results[len(sizes):]):
-      lines.append(f"\nLength tiers {tiers} on {plain['devices']} device(s): "
-                   f"{tiered['train_seq_per_s'] / plain['train_seq_per_s']:.2f}x the untiered "
+  if _PACK.value:
+    for plain, packed in zip(results[:len(sizes)], results[len(sizes):]):
+      lines.append(f"\nPacked into multiples of {_PACK.value} rows on {plain['devices']} device(s): "
+                   f"{packed['train_seq_per_s'] / plain['train_seq_per_s']:.2f}x the unpacked "
                    "training throughput.")
   lines.append("")
   print("\n".join(lines))

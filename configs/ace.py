@@ -15,8 +15,8 @@ extractor: minilm | smollm2 (| tiny_bert | tiny_llama: random weights) through t
 The SASRec runner (family "sasrec", seqrec/run.py) trains every preset. Real datasets use the ACE
 paper's official settings for every initialiser: 2 layers, 2 heads, hidden 128, inner 256, dropout
 .5 / attention .3, max length 50, batch 256, Adam lr 5e-4, early stopping on valid NDCG@10 with
-patience 10; ACE lambda 50, tables at global std .1. Amazon batches run in length tiers (same
-batches and loss, faster; --config.length_tiers='()' turns them off). The synthetic presets keep
+patience 10; ACE lambda 50, tables at global std .1. Batches pack several sequences per row (same
+batches and loss, faster; --config.pack_multiple=0 turns it off). The synthetic presets keep
 configs/sasrec.py's small synthetic model. Sweep lambda with --config.init.lam=...
 """
 
@@ -29,9 +29,10 @@ DATASETS = ("synthetic", "amazon_beauty", "amazon_toys", "ml-1m")
 INITS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "ace")
 # The ACE paper's SASRec settings (its ACE runs use hidden 128); the rest as in configs/sasrec.py.
 OFFICIAL = dict(learning_rate=5e-4, model=dict(hidden=128))
-# Amazon inputs are short (mean ~8 of 50): every batch fits these tiers (seqrec/data.py), which give
-# the untiered loss and gradient at 2.4x the steps per second on a CPU. ML-1M's are mostly full.
-AMAZON_TIERS = ((10, 144), (20, 64), (50, 48))
+# Amazon inputs are short (mean ~8 of 50): a batch of 256 packs into ~46 rows of 50 positions
+# (seqrec/data.py), the unpacked loss and gradient at ~4x the steps per second on a CPU; ML-1M's
+# inputs are mostly full (~224 rows). Rows come in multiples of 8 (up to 8 devices shard evenly).
+PACK_MULTIPLE = 8
 
 
 def parse(arg: str) -> tuple:
@@ -53,8 +54,7 @@ def get_config(arg: str = "synthetic_ace_bow") -> ml_collections.ConfigDict:
   config = sasrec_config.get_config(dataset)
   if dataset != "synthetic":
     config.update(OFFICIAL)
-  if dataset.startswith("amazon_"):
-    config.length_tiers = AMAZON_TIERS
+  config.pack_multiple = PACK_MULTIPLE
   config.init.kind = init
   config.init.embeddings = extractor
   config.init.lam = 50.0      # official

@@ -11,13 +11,12 @@ order of any epoch is a pure function of (seed, epoch) and a run resumes mid-epo
 (epoch, batch) position alone. The last batch is padded to the full batch size with weight-0 rows
 (one compilation; the loss is the mean over real rows, like RecBole's smaller last batch).
 
-Length tiers (optional, `Batches(tiers=...)`): most inputs are far shorter than max_len (Amazon
-Beauty: mean 8.4 of 50), and with right padding a window cut to its own length gives the same
-outputs (attention is causal and masks padded keys). A batch is then split into fixed-size tiers of
-increasing width, shortest examples first, so the step computes ~1/2.5 of the padded positions
-(configs/ace.py's Amazon tiers) while the batch, its loss and its gradient stay those of the
-untiered batch. A batch whose examples do not fit the tiers is sent untiered (a second compiled
-shape).
+Packing (optional, `Batches(pack_multiple=m)`): most inputs are far shorter than max_len (Amazon
+Beauty: mean 8.4 of 50), so a batch's windows are packed several to a row of max_len positions
+(first-fit decreasing) into the fewest rows, a multiple of m, that hold them. Each window keeps its
+own positions 0..length-1 and attends only within itself (`seqrec.sasrec.attention_bias` with
+segments), so its output, the loss and the gradient are those of the unpacked batch, in ~1/5 of the
+positions on Amazon data (Beauty: 47 rows on average instead of 256). Each distinct row count is one compiled shape (a handful per dataset).
 """
 
 from __future__ import annotations
@@ -59,14 +58,11 @@ class Examples:
   def __len__(self) -> int:
     return len(self.targets)
 
-  def batch(self, index: np.ndarray, width: int = 0) -> dict:
-    """{"inputs": [b, width] int32, "targets": [b] int32 shifted ids} of examples `index`.
-
-    width: columns of the inputs (0: max_len); longer windows keep their last `width` items.
-    """
-    width = width or self.max_len
-    return {"inputs": padded_windows(self.items, self.targets[index],
-                                     np.minimum(self.lengths[index], width), width),
+  def batch(self, index: np.ndarray) -> dict:
+    """{"inputs": [b, max_len] int32 right-padded shifted ids, "targets": [b] int32 shifted ids} of
+    examples `index`."""
+    return {"inputs": padded_windows(self.items, self.targets[index], self.lengths[index],
+                                     self.max_len),
             "targets": (self.items[self.targets[index]] + 1).astype(np.int32)}
 
 
@@ -98,47 +94,48 @@ def eval_histories(ds: Dataset, max_len: int, which: str) -> np.ndarray:
   return padded_windows(ds.items, ds.indptr[:-1] + stop, lengths, max_len)
 
 
-def check_tiers(tiers, batch_size: int, max_len: int) -> tuple:
-  """((width, rows), ...) validated; () means one tier (max_len, batch_size).
-
-  Raises ValueError (naming config.length_tiers) unless widths increase up to max_len, rows sum to
-  batch_size and every tier's rows split equally over the processes.
-  """
-  tiers = tuple((int(w), int(r)) for w, r in tiers) or ((max_len, batch_size),)
-  widths = [w for w, _ in tiers]
-  problem = None
-  if widths != sorted(set(widths)) or widths[0] < 1 or widths[-1] != max_len:
-    problem = f"widths {widths} must increase and end at max_len={max_len}"
-  elif min(r for _, r in tiers) < 1 or sum(r for _, r in tiers) != batch_size:
-    problem = f"rows must be >= 1 and sum to batch_size={batch_size}"
-  if problem:
-    raise ValueError(f"config.length_tiers={tiers}: {problem}")
-  for _, rows in tiers:
+def check_pack_multiple(multiple: int) -> int:
+  """`multiple` validated: 0 (no packing) or a positive multiple of the number of processes."""
+  if multiple < 0:
+    raise ValueError(f"config.pack_multiple={multiple}: use 0 (no packing) or a positive row count")
+  if multiple:
     try:
-      train.check_batch_size(rows)
+      train.check_batch_size(multiple)
     except ValueError as e:
-      raise ValueError(f"config.length_tiers={tiers}: {e}") from None
-  return tiers
+      raise ValueError(f"config.pack_multiple={multiple}: {e}") from None
+  return multiple
 
 
-def tier_rows(lengths: np.ndarray, tiers: tuple):
-  """Rows of one global batch per tier, or None when they do not fit.
+def first_fit_decreasing(lengths: np.ndarray, rows: int, width: int):
+  """Places windows in `rows` rows of `width` positions, longest first, each in the first row
+  with room.
 
   Args:
-    lengths: [batch_size] int input lengths of the batch's rows.
-    tiers: `check_tiers` output.
+    lengths: [n] int window lengths, each <= width.
 
   Returns:
-    A list with one int array of row positions per tier (sizes: the tiers' rows; shortest rows in
-    the first tier), or None when some row is longer than its tier's width.
+    (row [n], offset [n]) int64 placement of each window, or None when they do not fit.
   """
-  if len(tiers) == 1:
-    return [np.arange(len(lengths))]
-  by_length = np.argsort(lengths, kind="stable")
-  bounds = np.cumsum([0] + [rows for _, rows in tiers])
-  out = [by_length[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-  fits = all(lengths[rows].max() <= width for rows, (width, _) in zip(out, tiers))
-  return out if fits else None
+  free = np.full(rows, width)
+  row, offset = np.empty(len(lengths), np.int64), np.empty(len(lengths), np.int64)
+  for k in np.argsort(-lengths, kind="stable"):
+    r = int(np.argmax(free >= lengths[k]))
+    if free[r] < lengths[k]:
+      return None
+    row[k], offset[k], free[r] = r, width - free[r], free[r] - lengths[k]
+  return row, offset
+
+
+def pack_layout(lengths: np.ndarray, width: int, multiple: int) -> tuple:
+  """(rows, row [n], offset [n]): the fewest rows, a multiple of `multiple`, holding the windows
+  (n rows of one window each always do), and each window's place in them."""
+  positions = -(-int(lengths.sum()) // width)           # rows if nothing were wasted
+  rows = max(1, -(-positions // multiple)) * multiple
+  while True:
+    placed = first_fit_decreasing(lengths, rows, width)
+    if placed is not None:
+      return (rows, *placed)
+    rows += multiple
 
 
 class Batches:
@@ -148,45 +145,62 @@ class Batches:
   rows `core.train.global_batch` expects from it).
   """
 
-  def __init__(self, examples: Examples, batch_size: int, seed: int, tiers=()):
-    """tiers: ((width, rows), ...) length tiers (module docstring; `check_tiers`), () for none."""
+  def __init__(self, examples: Examples, batch_size: int, seed: int, pack_multiple: int = 0):
+    """pack_multiple: 0, one window per row; m > 0, windows packed into a multiple of m rows."""
     train.check_batch_size(batch_size)
     self.examples = examples
     self.batch_size = batch_size
     self.seed = seed
-    self.tiers = check_tiers(tiers, batch_size, examples.max_len)
-    self.untiered = ((examples.max_len, batch_size),)
+    self.pack_multiple = check_pack_multiple(pack_multiple)
     self.num_batches = -(-len(examples) // batch_size)
 
-  def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple]:
-    """Host batches number start.. of `epoch`: a tuple with one dict per tier (one without
-    tiers), each {"inputs" [rows, width] int32, "targets" [rows] int32, "weights" [rows] float32}
-    holding this process's share of the tier's rows."""
-    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
+  def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
+    """Host batches number start.. of `epoch`: {"inputs" [rows, max_len] int32 right-padded,
+    "targets" [batch] int32, "weights" [batch] float32} with one window per row, or packed (see
+    `packed`); this process's share of the rows of each array."""
+    order = self._order(epoch)
     for b in range(start, self.num_batches):
-      chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
-      index, weights, rows, tiers = self._plan(chunk)
-      yield tuple(self._share(index, weights, tier, width)
-                  for tier, (width, _) in zip(rows, tiers))
+      index, weights = self._batch_index(order, b)
+      batch = self.packed(index) if self.pack_multiple else self.examples.batch(index)
+      batch["weights"] = weights
+      yield {name: value[train.process_share(len(value))] for name, value in batch.items()}
 
-  def tiered_fraction(self, epoch: int = 0) -> float:
-    """Share of the batches of `epoch` that fit the tiers (the others run untiered)."""
-    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
-    return float(np.mean([self._plan(order[s:s + self.batch_size])[3] == self.tiers
-                          for s in range(0, len(order), self.batch_size)]))
+  def packed(self, index: np.ndarray) -> dict:
+    """The windows of examples `index` [batch] packed in rows of max_len positions.
 
-  def _plan(self, chunk: np.ndarray) -> tuple:
-    """(index [batch_size], weights, row positions per tier, tiers) of one batch's examples."""
-    index, weights = train.pad_rows(chunk, self.batch_size)
-    # rows padding the last batch count as one item long (their content is never used)
-    rows = tier_rows(np.where(weights > 0, self.examples.lengths[index], 1), self.tiers)
-    if rows is None:
-      return index, weights, [np.arange(self.batch_size)], self.untiered
-    return index, weights, rows, self.tiers
+    Returns:
+      {"inputs" [rows, max_len] int32 shifted ids (0: free position), "segments" [rows, max_len]
+      int32 (k + 1 where window k lies, 0 elsewhere), "positions" [rows, max_len] int32 (position
+      inside the window), "last" [batch] int32 flat position row * max_len + column of each
+      window's last item, "targets" [batch] int32}.
+    """
+    width, lengths = self.examples.max_len, self.examples.lengths[index]
+    rows, row, offset = pack_layout(lengths, width, self.pack_multiple)
+    windows = self.examples.batch(index)
+    column = np.arange(width)
+    used = column[None, :] < lengths[:, None]                       # [batch, width]
+    flat = (row * width + offset)[:, None] + column[None, :]
+    out = {name: np.zeros((rows, width), np.int32) for name in ("inputs", "segments", "positions")}
+    out["inputs"].flat[flat[used]] = windows["inputs"][used]
+    out["segments"].flat[flat[used]] = np.broadcast_to(np.arange(1, len(index) + 1)[:, None],
+                                                       used.shape)[used]
+    out["positions"].flat[flat[used]] = np.broadcast_to(column, used.shape)[used]
+    out["last"] = (row * width + offset + lengths - 1).astype(np.int32)
+    out["targets"] = windows["targets"]
+    return out
 
-  def _share(self, index: np.ndarray, weights: np.ndarray, tier: np.ndarray, width: int) -> dict:
-    """This process's rows of one tier (global row positions `tier`) as a host batch."""
-    mine = tier[train.process_share(len(tier))]
-    batch = self.examples.batch(index[mine], width)
-    batch["weights"] = weights[mine]
-    return batch
+  def rows_per_batch(self, epoch: int = 0) -> np.ndarray:
+    """[num_batches] rows of each batch of `epoch` (batch_size without packing)."""
+    if not self.pack_multiple:
+      return np.full(self.num_batches, self.batch_size)
+    order = self._order(epoch)
+    return np.array([pack_layout(self.examples.lengths[self._batch_index(order, b)[0]],
+                                 self.examples.max_len, self.pack_multiple)[0]
+                     for b in range(self.num_batches)])
+
+  def _order(self, epoch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
+
+  def _batch_index(self, order: np.ndarray, b: int) -> tuple:
+    """(example indices [batch_size], weights) of batch b; the last batch padded with weight 0."""
+    return train.pad_rows(order[b * self.batch_size:(b + 1) * self.batch_size], self.batch_size)

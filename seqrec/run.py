@@ -126,11 +126,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
     return loop.evaluate_best(workdir, checkpoints, state, [valid, test], {})
 
   examples = data_lib.train_examples(ds, config.max_len)
-  batches = data_lib.Batches(examples, config.batch_size, config.seed, config.length_tiers)
+  batches = data_lib.Batches(examples, config.batch_size, config.seed, config.pack_multiple)
+  rows = batches.rows_per_batch()
   logging.info("%s: %d users, %d items, %d training examples, %d batches/epoch on %d devices; "
-               "length tiers %s fit %.1f%% of the batches", ds.name, ds.num_users, ds.num_items,
-               len(examples), batches.num_batches, mesh.size, batches.tiers,
-               100 * batches.tiered_fraction())
+               "%.1f rows of %d positions per batch (%d shapes)", ds.name, ds.num_users,
+               ds.num_items, len(examples), batches.num_batches, mesh.size, rows.mean(),
+               config.max_len, len(set(rows)))
   step_fn = train.make_train_step(
       lambda p, b, rng: sasrec.ce_loss(model, p, b, rng), optimizer, mesh)
   start = time.perf_counter()

@@ -121,42 +121,56 @@ class SASRec(nn.Module):
                          for _ in range(self.num_layers)]
 
   def encode(self, item_seq: jax.Array, deterministic: bool = True,
-             table: Optional[jax.Array] = None) -> jax.Array:
+             table: Optional[jax.Array] = None, segments: Optional[jax.Array] = None,
+             positions: Optional[jax.Array] = None) -> jax.Array:
     """Hidden states of every position.
 
     Args:
-      item_seq: [batch, seq_len] int32 shifted item ids, right-padded with 0, seq_len <= max_len.
+      item_seq: [batch, seq_len] int32 shifted item ids, right-padded with 0, seq_len <= max_len;
+        or several windows packed per row (`seqrec.data.Batches.packed`) with `segments` and
+        `positions`.
       deterministic: False applies dropout (needs the 'dropout' rng).
       table: with an `item_table` module, its [num_items + 1, hidden] output when already computed.
+      segments: packed rows only, [batch, seq_len] int32 window number of each position (0: free);
+        a position attends only to its own window.
+      positions: packed rows only, [batch, seq_len] int32 position inside the window.
 
     Returns:
       [batch, seq_len, hidden] float32 output of the last block.
     """
-    positions = jnp.arange(item_seq.shape[1])
+    if positions is None:
+      positions = jnp.arange(item_seq.shape[1])[None]
     if self.item_table is None:
       items = self.item_embedding(item_seq)
     else:
       items = jnp.take(self.item_table(deterministic) if table is None else table, item_seq, axis=0)
-    h = items + self.position_embedding(positions)[None]
-    h = self.embed_dropout(self.layer_norm(h), deterministic)
-    bias = attention_bias(item_seq)
+    h = self.embed_dropout(self.layer_norm(items + self.position_embedding(positions)),
+                           deterministic)
+    bias = attention_bias(item_seq, segments)
     for attention, feed_forward in zip(self.attention, self.feed_forward):
       h = feed_forward(attention(h, bias, deterministic), deterministic)
     return h
 
   def __call__(self, item_seq: jax.Array, deterministic: bool = True,
-               table: Optional[jax.Array] = None) -> jax.Array:
-    """[batch, hidden] hidden state at each sequence's last real position (right padding)."""
-    h = self.encode(item_seq, deterministic, table)
+               table: Optional[jax.Array] = None, segments: Optional[jax.Array] = None,
+               positions: Optional[jax.Array] = None, last: Optional[jax.Array] = None
+               ) -> jax.Array:
+    """Hidden state at each sequence's last real position: [batch, hidden] (right padding), or
+    [windows, hidden] at the flat positions `last` [windows] (row * seq_len + column) of packed
+    rows."""
+    h = self.encode(item_seq, deterministic, table, segments, positions)
+    if last is not None:
+      return jnp.take(h.reshape(-1, h.shape[-1]), last, axis=0)
     last = jnp.maximum(jnp.sum(item_seq != PADDING, axis=1) - 1, 0)
     return jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0]
 
-  def scores(self, item_seq: jax.Array, deterministic: bool = True) -> jax.Array:
-    """[batch, num_items + 1] logits over the item table (column 0 = padding)."""
+  def scores(self, item_seq: jax.Array, deterministic: bool = True, **packing) -> jax.Array:
+    """[batch, num_items + 1] logits over the item table (column 0 = padding); `packing`:
+    segments, positions and last of packed rows (`__call__`)."""
     if self.item_table is None:
-      return self.item_embedding.attend(self(item_seq, deterministic))
+      return self.item_embedding.attend(self(item_seq, deterministic, **packing))
     table = self.item_table(deterministic)  # once: inputs and outputs share it (and its dropout)
-    return self(item_seq, deterministic, table) @ table.T
+    return self(item_seq, deterministic, table, **packing) @ table.T
 
   def table(self, deterministic: bool = True) -> jax.Array:
     """[num_items + 1, hidden] the item table as the model uses it (row 0 = padding)."""
@@ -165,43 +179,36 @@ class SASRec(nn.Module):
     return self.item_table(deterministic)
 
 
-def attention_bias(item_seq: jax.Array) -> jax.Array:
+def attention_bias(item_seq: jax.Array, segments: Optional[jax.Array] = None) -> jax.Array:
   """[batch, 1, seq_len, seq_len] float32: 0 where query i may attend key j (j <= i and key j is
-  not padding), -10000 elsewhere (RecBole's get_attention_mask)."""
+  not padding, RecBole's get_attention_mask; with `segments`, also j in i's window), -10000
+  elsewhere."""
   length = item_seq.shape[1]
   allowed = (item_seq != PADDING)[:, None, None, :] & jnp.tril(jnp.ones((length, length), bool))
+  if segments is not None:
+    allowed &= segments[:, None, :, None] == segments[:, None, None, :]
   return jnp.where(allowed, 0.0, -10000.0).astype(jnp.float32)
 
 
-def ce_loss(model: SASRec, params: Any, batch, rng: jax.Array) -> tuple:
+def ce_loss(model: SASRec, params: Any, batch: dict, rng: jax.Array) -> tuple:
   """Softmax cross-entropy of the next item over all num_items + 1 rows (RecBole's "CE").
 
   Args:
     batch: {"inputs": [b, width] int32 right-padded shifted ids, "targets": [b] int32 shifted ids,
-      "weights": [b] float32, 1 for real examples and 0 for the rows padding the last batch}, or a
-      tuple of such dicts of different widths (the length tiers of `seqrec.data.Batches`), whose
-      rows together form one batch.
+      "weights": [b] float32, 1 for real examples and 0 for the rows padding the last batch}; or
+      packed (`seqrec.data.Batches.packed`): "inputs", "segments", "positions" [rows, width] and
+      "last", "targets", "weights" [b].
 
   Returns:
-    (weighted mean loss over all rows, {"examples": number of real examples}).
+    (weighted mean loss over all examples, {"examples": number of real examples}).
   """
-  tiers = (batch,) if isinstance(batch, dict) else tuple(batch)
-  apply = lambda *args, rng, **kwargs: model.apply(
-      {"params": params}, *args, deterministic=False, rngs={"dropout": rng}, **kwargs)
-  if len(tiers) == 1:  # exactly the masks an untiered step always drew
-    logits = [apply(tiers[0]["inputs"], rng=rng, method=SASRec.scores)]
-  else:  # one item table (and one table dropout) for every tier, as in one untiered call
-    table_rng, *tier_rngs = jax.random.split(rng, 1 + len(tiers))
-    table = apply(rng=table_rng, method=SASRec.table)
-    logits = [apply(tier["inputs"], table=table, rng=r) @ table.T
-              for tier, r in zip(tiers, tier_rngs)]
-  total, count = 0.0, 0.0
-  for tier, tier_logits in zip(tiers, logits):
-    logp = jax.nn.log_softmax(tier_logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, tier["targets"][:, None], axis=1)[:, 0]
-    total += jnp.sum(nll * tier["weights"])
-    count += jnp.sum(tier["weights"])
-  return total / jnp.maximum(count, 1.0), {"examples": count}
+  packing = {name: batch[name] for name in ("segments", "positions", "last") if name in batch}
+  logits = model.apply({"params": params}, batch["inputs"], deterministic=False,
+                       rngs={"dropout": rng}, method=SASRec.scores, **packing)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  nll = -jnp.take_along_axis(logp, batch["targets"][:, None], axis=1)[:, 0]
+  count = jnp.sum(batch["weights"])
+  return jnp.sum(nll * batch["weights"]) / jnp.maximum(count, 1.0), {"examples": count}
 
 
 def init_params(model: SASRec, seed: int, item_table: Optional[np.ndarray] = None) -> Any:

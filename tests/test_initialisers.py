@@ -52,7 +52,7 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     from seqrec import data as data_lib, initialisers, run, sasrec
     from tests.test_initialisers import synthetic, tiny_config
     ds = synthetic()
-    batches = data_lib.Batches(data_lib.train_examples(ds, 10), 64, 0)
+    batches = data_lib.Batches(data_lib.train_examples(ds, 10), 64, 0, pack_multiple=8)
     mesh = train.make_mesh(jax.devices()[:1])
     steps, out = {}, {}
     for kind in initialisers.KINDS:

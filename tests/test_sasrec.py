@@ -161,23 +161,34 @@ class _ScaledTable(nn.Module):
 
 
 @pytest.mark.parametrize("table_module", [False, True])
-def test_length_tiers_give_the_untiered_loss_and_gradient(table_module):
-  """Rows cut to their tier's width (right padding) leave loss and gradient unchanged."""
+def test_packed_rows_give_the_unpacked_loss_and_gradient(table_module):
+  """Several windows per row, each with its own positions and attending only to itself, leave
+  loss and gradient unchanged."""
   config = dict(SMALL, dropout=0.0, attention_dropout=0.0)
   if table_module:
     config["item_table"] = _ScaledTable(SMALL["num_items"] + 1, SMALL["hidden"])
   model = sasrec.SASRec(**config)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), _inputs())["params"]
+  leaves, tree = jax.tree.flatten(params)                       # nudged: attention matters
+  params = jax.tree.unflatten(tree, [x + 0.3 * jax.random.normal(jax.random.PRNGKey(i), x.shape)
+                                     for i, x in enumerate(leaves)])
   inputs = np.concatenate([np.asarray(_inputs())] * 2)           # lengths 6, 3, 1, 6, 3, 1
   full = {"inputs": inputs, "targets": np.array([1, 2, 3, 4, 5, 6], np.int32),
           "weights": np.array([1, 1, 1, 1, 1, 0], np.float32)}
-  short, long = [1, 2, 5], [0, 3, 4]                            # widths 3 and 6
-  tiers = ({"inputs": inputs[short, :3], "targets": full["targets"][short],
-            "weights": full["weights"][short]},
-           {k: v[long] for k, v in full.items()})
+  # rows: [w0 (6)], [w1 (3), w2 (1), w5 (1), free], [w3 (6)], [w4 (3), free x 3]
+  segments = np.array([[1] * 6, [2, 2, 2, 3, 6, 0], [4] * 6, [5, 5, 5, 0, 0, 0]], np.int32)
+  packed = {"inputs": np.array([inputs[0], [4, 4, 9, 8, 8, 0], inputs[3], inputs[1]], np.int32),
+            "segments": segments,
+            "positions": np.array([range(6), [0, 1, 2, 0, 0, 0], range(6), [0, 1, 2, 0, 0, 0]],
+                                  np.int32),
+            "last": np.array([5, 8, 9, 17, 20, 10], np.int32),
+            "targets": full["targets"], "weights": full["weights"]}
   value = lambda batch: jax.value_and_grad(
       lambda p: sasrec.ce_loss(model, p, batch, jax.random.PRNGKey(1))[0])(params)
-  (loss, grads), (tiered_loss, tiered_grads) = value(full), value(tiers)
-  np.testing.assert_allclose(tiered_loss, loss, rtol=1e-6)
-  chex.assert_trees_all_close(tiered_grads, grads, atol=1e-6, rtol=1e-5)
-  assert float(sasrec.ce_loss(model, params, tiers, jax.random.PRNGKey(1))[1]["examples"]) == 5
+  (loss, grads), (packed_loss, packed_grads) = value(full), value(packed)
+  np.testing.assert_allclose(packed_loss, loss, rtol=1e-6)
+  chex.assert_trees_all_close(packed_grads, grads, atol=1e-6, rtol=1e-5)
+  assert float(sasrec.ce_loss(model, params, packed, jax.random.PRNGKey(1))[1]["examples"]) == 5
+  # without the segments the windows of a row would see each other: a different loss
+  del packed["segments"]
+  assert abs(float(value(packed)[0]) - float(loss)) > 1e-2

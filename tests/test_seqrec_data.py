@@ -44,13 +44,13 @@ def test_batches_are_seeded_complete_and_resumable():
   batches = data.Batches(examples, batch_size=16, seed=3)
   epoch = list(batches.epoch(2))
   assert len(epoch) == batches.num_batches == -(-len(examples) // 16)
-  weights = np.concatenate([b["weights"] for (b,) in epoch])
+  weights = np.concatenate([b["weights"] for b in epoch])
   assert weights.sum() == len(examples) and weights[-1] == 0  # last batch padded
-  for (a,), (b,) in zip(epoch[3:], batches.epoch(2, start=3)):
+  for a, b in zip(epoch[3:], batches.epoch(2, start=3)):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
-  (other,) = next(iter(data.Batches(examples, batch_size=16, seed=3).epoch(3)))
-  assert not np.array_equal(other["targets"], epoch[0][0]["targets"])
+  other = next(iter(data.Batches(examples, batch_size=16, seed=3).epoch(3)))
+  assert not np.array_equal(other["targets"], epoch[0]["targets"])
 
 
 def _ranked_by_id_evaluator(ds, mask_history, which):
@@ -91,40 +91,57 @@ def test_score_fn_drops_the_padding_column():
   assert isinstance(run.eval_sets(ds, False)["valid"].fold_in, sp.csr_matrix)
 
 
-def _rows(batch: tuple) -> tuple:
-  """(sorted (input ids without padding, target) of the real rows, number of rows) of a batch."""
-  real = sorted((tuple(int(i) for i in row if i), int(target))
-                for tier in batch
-                for row, target, weight in zip(tier["inputs"], tier["targets"], tier["weights"])
+def _windows(batch: dict) -> list:
+  """Sorted (input ids, target) of the real examples of a batch, packed or one per row."""
+  if "segments" not in batch:
+    return sorted((tuple(int(i) for i in row if i), int(target))
+                  for row, target, weight in zip(batch["inputs"], batch["targets"],
+                                                 batch["weights"]) if weight)
+  inputs, segments = batch["inputs"].ravel(), batch["segments"].ravel()
+  return sorted((tuple(int(i) for i in inputs[segments == k + 1]), int(target))
+                for k, (target, weight) in enumerate(zip(batch["targets"], batch["weights"]))
                 if weight)
-  return real, sum(len(tier["weights"]) for tier in batch)
 
 
-def test_length_tiers_hold_the_untiered_batches_rows_within_their_widths():
+def test_packed_batches_hold_the_unpacked_windows_in_the_fewest_rows():
   ds = _dataset([np.arange(i % 9, i % 9 + 3 + i % 11) for i in range(40)], num_items=25)
   examples = data.train_examples(ds, max_len=8)
-  plain = list(data.Batches(examples, batch_size=32, seed=1).epoch(0))
-  tiers = ((2, 10), (4, 10), (8, 12))
-  tiered = data.Batches(examples, batch_size=32, seed=1, tiers=tiers)
-  assert tiered.tiered_fraction(0) == 5 / 6
-  shapes = set()
-  for a, b in zip(plain, tiered.epoch(0)):
-    assert len(a) == 1 and _rows(a) == _rows(b)
-    shapes.add(tuple(t["inputs"].shape for t in b))
-    if len(b) == 3:  # shortest rows first, each within its tier's width
-      lengths = [(t["inputs"] > 0).sum(1)[t["weights"] > 0] for t in b]
-      assert [t["inputs"].shape for t in b] == [(10, 2), (10, 4), (12, 8)]
-      assert lengths[0].max() <= lengths[1].min() and lengths[1].max() <= lengths[2].min()
-  # batches whose rows do not fit run untiered, so both shapes occur on this data
-  assert shapes == {((10, 2), (10, 4), (12, 8)), ((32, 8),)}
+  plain = data.Batches(examples, batch_size=32, seed=1)
+  packed = data.Batches(examples, batch_size=32, seed=1, pack_multiple=2)
+  rows = packed.rows_per_batch(0)
+  for a, b, r in zip(plain.epoch(0), packed.epoch(0), rows):
+    assert _windows(a) == _windows(b)
+    np.testing.assert_array_equal(a["targets"], b["targets"])
+    np.testing.assert_array_equal(a["weights"], b["weights"])
+    assert b["inputs"].shape == b["segments"].shape == b["positions"].shape == (r, 8)
+    k = b["segments"].ravel()[b["last"]] - 1                     # each window's last item
+    np.testing.assert_array_equal(k, np.arange(32))
+    lengths = (a["inputs"] > 0).sum(1)
+    np.testing.assert_array_equal(b["positions"].ravel()[b["last"]], lengths - 1)
+    np.testing.assert_array_equal(b["inputs"].ravel()[b["last"]],
+                                  a["inputs"][np.arange(32), lengths - 1])
+    # windows are contiguous, numbered from position 0, and the rows are as few as a multiple of
+    # 2 allows: one row fewer would not hold the longest-first placement
+    for segment in range(1, 33):
+      where = np.flatnonzero(b["segments"].ravel() == segment)
+      np.testing.assert_array_equal(np.diff(where), 1)
+      np.testing.assert_array_equal(b["positions"].ravel()[where], np.arange(len(where)))
+    assert r % 2 == 0 and data.first_fit_decreasing(lengths, r - 2, 8) is None
+  assert rows.max() < 32 and len(set(rows)) > 1
 
 
-def test_length_tiers_are_checked_against_batch_size_and_max_len():
+def test_first_fit_decreasing_places_longest_first_without_overlap():
+  lengths = np.array([3, 8, 5, 2, 4, 2])
+  row, offset = data.first_fit_decreasing(lengths, 3, 8)
+  # 8 -> row 0; 5 -> row 1 at 0; 4 -> row 2 at 0; 3 -> row 1 at 5; 2 -> row 2 at 4; 2 -> row 2 at 6
+  np.testing.assert_array_equal(row, [1, 0, 1, 2, 2, 2])
+  np.testing.assert_array_equal(offset, [5, 0, 0, 4, 0, 6])
+  assert data.first_fit_decreasing(lengths, 2, 8) is None
+  assert data.pack_layout(lengths, 8, 2)[0] == 4 and data.pack_layout(lengths, 8, 1)[0] == 3
+
+
+def test_pack_multiple_is_checked():
   examples = data.train_examples(DS, max_len=3)
-  assert data.Batches(examples, 4, 0).tiers == ((3, 4),)
-  for tiers, message in [(((2, 2), (3, 1)), "sum to batch_size=4"),
-                         (((2, 0), (3, 4)), "rows must be >= 1"),
-                         (((2, 2), (4, 2)), "end at max_len"),
-                         (((3, 2), (2, 2)), "increase")]:
-    with pytest.raises(ValueError, match=rf"config.length_tiers=.*{message}"):
-      data.Batches(examples, 4, 0, tiers)
+  with pytest.raises(ValueError, match=r"config.pack_multiple=-1"):
+    data.Batches(examples, 4, 0, pack_multiple=-1)
+  assert list(data.Batches(examples, 4, 0).rows_per_batch()) == [4, 4]

@@ -19,14 +19,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs in a fresh process with 8 fake CPU devices (the device count is fixed at jax import). Trains
 # a small SASRec with dropout for 4 steps on a mesh of 1 device and on a mesh of 8, from the same
-# state and batches, and prints the largest parameter difference and both loss curves. Then evaluates
+# state and batches, one sequence per row and packed (seqrec/data.py), and prints the largest
+# parameter difference and both loss curves. Then evaluates
 # the trained model on 37 users (not a multiple of 8) without a mesh and split over the 8 devices.
 _SHARDED_SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np, optax, scipy.sparse as sp
     from core import metrics as metrics_lib, train
     from core.dataset import EvalSet
-    from seqrec import sasrec
+    from seqrec import data, sasrec
     assert jax.device_count() == 8, jax.devices()
     model = sasrec.SASRec(num_items=50, max_len=8, hidden=16, inner=32, num_layers=2,
                           num_heads=2, dropout=0.3, attention_dropout=0.3)
@@ -37,9 +38,17 @@ _SHARDED_SCRIPT = textwrap.dedent("""
                                    rng.integers(1, 51, size=(32, 8)), 0).astype(np.int32),
                 "targets": rng.integers(1, 51, size=32).astype(np.int32),
                 "weights": (np.arange(32) < 30).astype(np.float32)} for l in lengths]
+    examples = data.Examples(items=rng.integers(0, 50, size=200).astype(np.int32),
+                             targets=np.arange(100, 200), lengths=rng.integers(1, 9, size=100),
+                             max_len=8)
+    packed = list(data.Batches(examples, 32, 0, pack_multiple=8).epoch(0))  # 4 batches
+    assert all("segments" in b for b in packed) and packed[0]["inputs"].shape[0] < 32
     loss = lambda p, b, r: sasrec.ce_loss(model, p, b, r)
     out = {}
-    for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
+    for name, devices, batches in (("one", jax.devices()[:1], batches),
+                                   ("eight", jax.devices(), batches),
+                                   ("packed_one", jax.devices()[:1], packed),
+                                   ("packed_eight", jax.devices(), packed)):
       mesh = train.make_mesh(devices)
       state = train.replicate(train.create_state(sasrec.init_params(model, 0), optimizer, 0), mesh)
       step = train.make_train_step(loss, optimizer, mesh)
@@ -50,7 +59,8 @@ _SHARDED_SCRIPT = textwrap.dedent("""
         state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
       out[name] = (jax.device_get(state.params), losses, int(state.step))
-    diff = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), out["one"][0], out["eight"][0])
+    max_diff = lambda a, b: max(jax.tree.leaves(jax.tree.map(
+        lambda x, y: float(np.max(np.abs(x - y))), out[a][0], out[b][0])))
     histories = rng.integers(0, 51, size=(37, 8)).astype(np.int32)
     target = sp.csr_matrix((np.ones(37), (np.arange(37), rng.integers(0, 50, 37))), shape=(37, 50))
     score_fn = lambda p, unused, seq: model.apply({"params": p}, seq, method=model.scores)[:, 1:]
@@ -59,8 +69,10 @@ _SHARDED_SCRIPT = textwrap.dedent("""
                                       progress=False, mesh=mesh,
                                       batch_inputs=lambda start, stop: histories[start:stop])
                  for mesh in (None, train.make_mesh())]
-    print(json.dumps({"max_diff": max(jax.tree.leaves(diff)), "one": out["one"][1:],
-                      "eight": out["eight"][1:], "eval": evaluated}))
+    print(json.dumps({"max_diff": max_diff("one", "eight"), "one": out["one"][1:],
+                      "eight": out["eight"][1:], "eval": evaluated,
+                      "packed_diff": max_diff("packed_one", "packed_eight"),
+                      "packed_one": out["packed_one"][1:], "packed_eight": out["packed_eight"][1:]}))
 """)
 
 
@@ -72,9 +84,10 @@ def test_sharded_step_on_8_devices_equals_single_device():
   out = json.loads(result.stdout.strip().splitlines()[-1])
   # Same dropout masks (threefry keys are sharding-invariant), same data: only the order of the
   # cross-device gradient sums differs, so after 4 Adam steps (lr 1e-2) parameters agree to 1e-5.
-  assert out["max_diff"] < 1e-5, out
-  assert out["one"][1] == out["eight"][1] == 4
+  assert out["max_diff"] < 1e-5 and out["packed_diff"] < 1e-5, out
+  assert out["one"][1] == out["eight"][1] == out["packed_one"][1] == out["packed_eight"][1] == 4
   np.testing.assert_allclose(out["one"][0], out["eight"][0], rtol=1e-5)
+  np.testing.assert_allclose(out["packed_one"][0], out["packed_eight"][0], rtol=1e-5)
   unsharded, sharded = out["eval"]
   assert unsharded["num_users"] == sharded["num_users"] == 37
   assert unsharded == pytest.approx(sharded, abs=1e-12), out["eval"]
