@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from core import dropout
+
 NEG_INF = float(np.finfo(np.float32).min)
 
 
@@ -131,7 +133,7 @@ class Attention(nn.Module):
     self.k = _dense(inner, c.d_model ** -0.5, "k")
     self.v = _dense(inner, c.d_model ** -0.5, "v")
     self.o = _dense(c.d_model, inner ** -0.5, "o")
-    self.dropout = nn.Dropout(c.dropout_rate)
+    self.dropout = dropout.Dropout(c.dropout_rate)
 
   def _heads(self, x: jax.Array) -> jax.Array:
     return x.reshape(*x.shape[:-1], self.config.num_heads, self.config.d_kv)
@@ -159,7 +161,7 @@ class FeedForward(nn.Module):
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
     c = self.config
     h = nn.relu(_dense(c.d_ff, c.d_model ** -0.5, "wi")(x))
-    h = nn.Dropout(c.dropout_rate)(h, deterministic)
+    h = dropout.Dropout(c.dropout_rate)(h, deterministic)
     return _dense(c.d_model, c.d_ff ** -0.5, "wo")(h)
 
 
@@ -175,7 +177,7 @@ class EncoderBlock(nn.Module):
     self.self_attention = Attention(self.config)
     self.feed_forward_norm = _norm(self.config, "feed_forward_norm")
     self.feed_forward = FeedForward(self.config)
-    self.dropout = nn.Dropout(self.config.dropout_rate)
+    self.dropout = dropout.Dropout(self.config.dropout_rate)
 
   def __call__(self, x: jax.Array, bias: jax.Array, deterministic: bool) -> jax.Array:
     """x: [batch, L, d_model]; bias: [batch, heads, L, L] -> [batch, L, d_model]."""
@@ -196,7 +198,7 @@ class DecoderBlock(nn.Module):
     self.cross_attention = Attention(self.config)
     self.feed_forward_norm = _norm(self.config, "feed_forward_norm")
     self.feed_forward = FeedForward(self.config)
-    self.dropout = nn.Dropout(self.config.dropout_rate)
+    self.dropout = dropout.Dropout(self.config.dropout_rate)
 
   def cross_key_value(self, encoded: jax.Array) -> tuple:
     """[batch, S, d_model] -> this block's cross-attention (k, v), each [batch, S, heads, d_kv]."""
@@ -246,7 +248,7 @@ class Encoder(nn.Module):
         embedding_init=nn.initializers.normal(c.d_model ** -0.5))
     self.blocks = [EncoderBlock(c, name=f"block_{i}") for i in range(c.num_layers)]
     self.final_norm = _norm(c, "final_norm")
-    self.dropout = nn.Dropout(c.dropout_rate)
+    self.dropout = dropout.Dropout(c.dropout_rate)
 
   def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
     """x: [batch, L, d_model] embeddings; mask: [batch, L] bool -> [batch, L, d_model]."""
@@ -270,7 +272,7 @@ class Decoder(nn.Module):
         embedding_init=nn.initializers.normal(c.d_model ** -0.5))
     self.blocks = [DecoderBlock(c, name=f"block_{i}") for i in range(c.num_decoder_layers)]
     self.final_norm = _norm(c, "final_norm")
-    self.dropout = nn.Dropout(c.dropout_rate)
+    self.dropout = dropout.Dropout(c.dropout_rate)
 
   def position_bias(self, length: int) -> jax.Array:
     """[heads, length, length] causal position bias plus the causal mask (min above diagonal)."""

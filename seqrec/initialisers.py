@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from core import dropout
 from core.dataset import Dataset
 from lae_jax import ace
 from seqrec import sasrec
@@ -96,7 +97,7 @@ class WhitenRecTable(nn.Module):
     dense = [nn.Dense(self.hidden, kernel_init=init, name=f"mlp_{i}") for i in range(2)]
     def mlp(x):
       for layer in dense:
-        x = nn.relu(layer(nn.Dropout(self.dropout)(x, deterministic)))
+        x = nn.relu(layer(dropout.Dropout(self.dropout)(x, deterministic)))
       return x
     full = mlp(self.param("frozen_full", nn.initializers.zeros, (self.rows, self.dims)))
     if not self.plus:

@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from core import dropout
+
 PADDING = 0
 
 
@@ -58,9 +60,9 @@ class MultiHeadAttention(nn.Module):
     split = lambda y: y.reshape(batch, length, self.num_heads, head).transpose(0, 2, 1, 3)
     q, k, v = (split(dense(name)(x)) for name in ("query", "key", "value"))
     logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(head).astype(np.float32) + bias
-    probs = nn.Dropout(self.attention_dropout)(jax.nn.softmax(logits, axis=-1), deterministic)
+    probs = dropout.Dropout(self.attention_dropout)(jax.nn.softmax(logits, axis=-1), deterministic)
     context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
-    out = nn.Dropout(self.dropout)(dense("dense")(context), deterministic)
+    out = dropout.Dropout(self.dropout)(dense("dense")(context), deterministic)
     return nn.LayerNorm(epsilon=self.layer_norm_eps, name="layer_norm")(out + x)
 
 
@@ -76,7 +78,7 @@ class FeedForward(nn.Module):
     """x: [batch, seq_len, hidden] -> same shape."""
     init = nn.initializers.normal(self.init_std)
     h = nn.gelu(nn.Dense(self.inner, kernel_init=init, name="dense_1")(x), approximate=False)
-    h = nn.Dropout(self.dropout)(nn.Dense(x.shape[-1], kernel_init=init, name="dense_2")(h),
+    h = dropout.Dropout(self.dropout)(nn.Dense(x.shape[-1], kernel_init=init, name="dense_2")(h),
                                  deterministic)
     return nn.LayerNorm(epsilon=self.layer_norm_eps, name="layer_norm")(h + x)
 
@@ -113,7 +115,7 @@ class SASRec(nn.Module):
       self.item_embedding = nn.Embed(self.num_items + 1, self.hidden, embedding_init=init)
     self.position_embedding = nn.Embed(self.max_len, self.hidden, embedding_init=init)
     self.layer_norm = nn.LayerNorm(epsilon=self.layer_norm_eps)
-    self.embed_dropout = nn.Dropout(self.dropout)
+    self.embed_dropout = dropout.Dropout(self.dropout)
     self.attention = [MultiHeadAttention(self.num_heads, self.dropout, self.attention_dropout,
                                          self.layer_norm_eps, self.init_std)
                       for _ in range(self.num_layers)]

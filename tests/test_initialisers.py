@@ -43,8 +43,9 @@ def tiny_config(preset_kind, **init):
 
 # Runs in a fresh process at XLA optimisation level 0 (compiling the five train steps then takes a
 # third of the time; speed does not matter here). For every kind: build the table through
-# configs/ace.py's synthetic preset, take 3 steps of core.train's step on synthetic batches, report
-# the initial table and which parameters moved. id/raw/llm2x/ace share one model, so one step.
+# configs/ace.py's synthetic preset, take 3 steps of core.train's step on one synthetic batch
+# (dropout off, so its falling loss is not noise), report the initial table and which parameters
+# moved. id/raw/llm2x/ace share one model, so one step.
 _TRAIN_SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np
@@ -57,6 +58,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     steps, out = {}, {}
     for kind in initialisers.KINDS:
       config = tiny_config(kind)
+      config.model.update(dropout=0.0, attention_dropout=0.0)
+      config.init.mlp_dropout = 0.0
       init = initialisers.build(config, ds)
       model = run.build_model(config, ds.num_items, init and init.module)
       params = initialisers.init_params(model, config.seed, init)
@@ -68,7 +71,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
             lambda p, b, r, m=model: sasrec.ce_loss(m, p, b, r), optimizer, mesh)
       state = train.replicate(train.create_state(params, optimizer, 0), mesh)
       before, losses = jax.device_get(state.params), []
-      for _, batch in zip(range(3), batches.epoch(0)):
+      batch = next(batches.epoch(0))
+      for _ in range(3):  # the same batch, no dropout: its loss must fall
         state, metrics = steps[model, frozen](state, train.global_batch(batch, mesh))
         losses.append(float(metrics["loss"]))
       after = jax.tree.leaves(jax.device_get(state.params))
@@ -103,7 +107,7 @@ def test_every_initialiser_gives_a_table_and_trains(trained, kind):
   assert out["module"] == (kind in FROZEN)
   if kind in ("raw", "llm2x", "ace"):
     assert abs(out["std"] - 0.1) < 1e-5
-  assert np.all(np.isfinite(out["losses"])) and out["losses"][-1] < out["losses"][0] + 0.5
+  assert np.all(np.isfinite(out["losses"])) and out["losses"][-1] < out["losses"][0]
   frozen = ["item_table/" + name for name in FROZEN.get(kind, ())]
   assert out["frozen"] == frozen
   assert out["still"] == frozen             # frozen parts get exactly zero updates; all else trains

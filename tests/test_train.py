@@ -72,7 +72,8 @@ _SHARDED_SCRIPT = textwrap.dedent("""
     print(json.dumps({"max_diff": max_diff("one", "eight"), "one": out["one"][1:],
                       "eight": out["eight"][1:], "eval": evaluated,
                       "packed_diff": max_diff("packed_one", "packed_eight"),
-                      "packed_one": out["packed_one"][1:], "packed_eight": out["packed_eight"][1:]}))
+                      "packed_one": out["packed_one"][1:],
+                      "packed_eight": out["packed_eight"][1:]}))
 """)
 
 
@@ -82,8 +83,9 @@ def test_sharded_step_on_8_devices_equals_single_device():
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   out = json.loads(result.stdout.strip().splitlines()[-1])
-  # Same dropout masks (threefry keys are sharding-invariant), same data: only the order of the
-  # cross-device gradient sums differs, so after 4 Adam steps (lr 1e-2) parameters agree to 1e-5.
+  # Same dropout masks (core/dropout.py: a function of the key and the global index), same data:
+  # only the order of the cross-device gradient sums differs, so after 4 Adam steps (lr 1e-2)
+  # parameters agree to 1e-5.
   assert out["max_diff"] < 1e-5 and out["packed_diff"] < 1e-5, out
   assert out["one"][1] == out["eight"][1] == out["packed_one"][1] == out["packed_eight"][1] == 4
   np.testing.assert_allclose(out["one"][0], out["eight"][0], rtol=1e-5)
