@@ -16,7 +16,8 @@ Beauty: mean 8.4 of 50), so a batch's windows are packed several to a row of max
 (first-fit decreasing) into the fewest rows, a multiple of m, that hold them. Each window keeps its
 own positions 0..length-1 and attends only within itself (`seqrec.sasrec.attention_bias` with
 segments), so its output, the loss and the gradient are those of the unpacked batch, in ~1/5 of the
-positions on Amazon data (Beauty: 47 rows on average instead of 256). Each distinct row count is one compiled shape (a handful per dataset).
+positions on Amazon data (Beauty: 47 rows on average instead of 256). Each distinct row count is one
+compiled shape (a handful per dataset).
 """
 
 from __future__ import annotations
