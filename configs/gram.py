@@ -39,8 +39,8 @@ PAPER_SCALE = dict(model=dict(size="small"), max_his=20, num_fine=20, prompt_len
 
 # CPU preset, from measurements on the 2-core CPU (tiny T5, training steps of 64 examples of N
 # prompts x L tokens, machine under load; ratios; with threefry dropout masks, before core/dropout.py's
-# hashed masks made the step ~1.8x faster: benchmarks/results/dropout_speed.md): a step costs about 0.2 s + 0.45 s per prompt at
-# L=64 and 2.7x that at L=128 (attention grows with L^2); Beauty's histories are short (mean 6.7
+# hashed masks made the step ~1.8x faster: benchmarks/results/dropout_speed.md): a step costs
+# about 0.2 s + 0.45 s per prompt at L=64 and 2.7x that at L=128 (attention grows with L^2); Beauty's histories are short (mean 6.7
 # items, so 2/3 of 21 prompts are padding). Relative epoch costs on Beauty at L=64: 21 prompts
 # for every example 4.3, the 20 most recent items' prompts in 7 buckets 1.8, the 5 most recent
 # items' prompts unbucketed 1.3, bucketed (below) 1.0 (about 40 min per epoch with a third of the
