@@ -19,6 +19,9 @@ Facts taken from RecBole's `sequential_recommender/sasrec.py` and `model/layers.
   num_items + 1 rows, padding row included, as RecBole computes it).
 Checked against RecBole 1.2.1's own modules with shared weights (benchmarks/recbole_parity.py):
 scores agree to 1.4e-6; the Beauty configuration has RecBole's 877,824 parameters.
+Not in RecBole: training rows may hold several sequences (`seqrec.data.Batches` packing); each one
+then takes its own positions and attends only to itself (`segments`), so its outputs are unchanged.
+Dropout masks come from `core.dropout` (hashed, cheaper than threefry on a CPU).
 
 Evaluation (full ranking, `seqrec/run.py`): RecBole's sequential full-sort evaluation masks ONLY the
 padding id 0 (`scores[:, 0] = -inf`; its FullSortEvalDataLoader passes no history for sequential
