@@ -59,17 +59,11 @@ def gram_step(rate: float):
 def sasrec_step(rate: float):
   rng = np.random.default_rng(0)
   lengths = np.minimum(rng.geometric(1 / 8.4, 256), 50)      # Beauty: mean 8.4 of at most 50
-  rows, row, offset = data.pack_layout(lengths, 50, 8)
-  flat = np.concatenate([r * 50 + o + np.arange(n) for r, o, n in zip(row, offset, lengths)])
-  segments, positions = np.zeros(rows * 50, np.int32), np.zeros(rows * 50, np.int32)
-  segments[flat] = np.repeat(np.arange(1, 257), lengths)
-  positions[flat] = np.concatenate([np.arange(n) for n in lengths])
-  inputs = np.where(segments > 0, rng.integers(1, 12102, rows * 50), 0)
-  batch = {name: jnp.asarray(x.reshape(rows, 50), jnp.int32)
-           for name, x in (("inputs", inputs), ("segments", segments), ("positions", positions))}
-  batch.update(last=jnp.asarray(row * 50 + offset + lengths - 1, jnp.int32),
-               targets=jnp.asarray(rng.integers(1, 12102, 256), jnp.int32),
-               weights=jnp.ones(256, jnp.float32))
+  examples = data.Examples(items=rng.integers(0, 12101, 256 * 51).astype(np.int32),
+                           targets=50 + 51 * np.arange(256), lengths=lengths, max_len=50)
+  batch = data.Batches(examples, 256, 0, pack_multiple=8).packed(np.arange(256))
+  batch = {name: jnp.asarray(value) for name, value in batch.items()}
+  batch["weights"] = jnp.ones(256, jnp.float32)
   model = sasrec.SASRec(num_items=12101, hidden=128, dropout=rate, attention_dropout=0.6 * rate)
   params = sasrec.init_params(model, 0)
   grad = jax.jit(jax.value_and_grad(lambda p, key: sasrec.ce_loss(model, p, batch, key)[0]))
