@@ -190,7 +190,19 @@ def mean_over_users(per_user: Dict[str, np.ndarray]) -> Dict[str, float]:
   return out
 
 
-def evaluate(
+def evaluate(*args, **kwargs) -> Dict[str, float]:
+  """Full-ranking Recall@k / NDCG@k averaged over users: `mean_over_users` of
+  `evaluate_per_user(*args, **kwargs)` (same arguments).
+
+  Returns:
+    {"recall@k", "ndcg@k"[, "head_recall@k", "tail_recall@k", "head_ndcg@k", "tail_ndcg@k"]: float,
+     "num_users"[, "head_num_users", "tail_num_users"]: int} -- means over users with a non-empty
+    (group) target; num_users counts them.
+  """
+  return mean_over_users(evaluate_per_user(*args, **kwargs))
+
+
+def evaluate_per_user(
     score_fn: Callable[[Any, jax.Array], jax.Array],
     params: Any,
     eval_set: EvalSet,
@@ -203,8 +215,8 @@ def evaluate(
     desc: str = "eval",
     batch_inputs: Optional[Callable[[int, int], Any]] = None,
     mesh: Optional[jax.sharding.Mesh] = None,
-) -> Dict[str, float]:
-  """Full-ranking Recall@k / NDCG@k of a scoring model on an evaluation set.
+) -> Dict[str, np.ndarray]:
+  """Per-user full-ranking Recall@k / NDCG@k of a scoring model on an evaluation set.
 
   Users go through in batches: the batch's fold-in rows are densified (float32 [batch_size, n], the
   last batch zero-padded so there is one compilation), `score_fn(params, fold_in)` scores all items
@@ -234,9 +246,8 @@ def evaluate(
       mesh everything runs on the default device.
 
   Returns:
-    {"recall@k", "ndcg@k"[, "head_recall@k", "tail_recall@k", "head_ndcg@k", "tail_ndcg@k"]: float,
-     "num_users"[, "head_num_users", "tail_num_users"]: int} -- means over users with a non-empty
-    (group) target; num_users counts them.
+    {"recall@k", "ndcg@k"[, "head_recall@k", ...]: [num_users] float64} in the eval set's user
+    order, NaN where a user's (group) target is empty (see `grouped_ranking_metrics`).
   """
   ks = _check_ks(ks)
   _check_normalization(normalization)
@@ -277,8 +288,29 @@ def evaluate(
       pending = (top, start, stop, num_nan)
     per_user.append(_batch_metrics(*pending, target, ks, normalization, head_items))
     bar.update(pending[2] - pending[1])
-  return mean_over_users({name: np.concatenate([p[name] for p in per_user])
-                          for name in per_user[0]})
+  return {name: np.concatenate([p[name] for p in per_user]) for name in per_user[0]}
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> Dict[str, float]:
+  """Mean of a - b over the users where both are defined, with its standard error.
+
+  Two models evaluated on the same users: the paired standard error (std of the per-user
+  differences / sqrt(n)) is much smaller than either mean's own, since the users' difficulty cancels.
+
+  Args:
+    a, b: [num_users] per-user values of one metric (as from `evaluate_per_user`), NaN = skipped.
+
+  Returns:
+    {"mean": mean difference, "se": its standard error (NaN for n < 2), "n": users counted}.
+  """
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.shape != b.shape or a.ndim != 1:
+    raise ValueError(f"per-user arrays must be 1-D of one shape, got {a.shape} and {b.shape}")
+  diff = (a - b)[~(np.isnan(a) | np.isnan(b))]
+  if not len(diff):
+    raise ValueError("no user has both values")
+  se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+  return {"mean": float(diff.mean()), "se": se, "n": len(diff)}
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn", "k"))

@@ -1,4 +1,4 @@
-"""Run records on disk: atomic JSON files and append-only JSON-lines logs."""
+"""Run records on disk: atomic JSON and .npz files, append-only JSON-lines logs, reports."""
 
 from __future__ import annotations
 
@@ -6,18 +6,31 @@ import json
 import os
 import resource
 import tempfile
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
+
+import numpy as np
 
 
 def write_json(path: str, obj: Any) -> None:
   """Write `obj` as JSON to `path` atomically (temp file in the same folder, then rename)."""
+  def write(f):
+    f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+  _write_atomic(path, write)
+
+
+def write_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  """Write named arrays as one .npz file at `path`, atomically (`np.load(path)` reads them)."""
+  _write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def _write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
+  """write(f) into a temp file in path's folder, fsync, rename over path: no half-written file."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
   try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=2, sort_keys=True)
-      f.write("\n")
+    with os.fdopen(fd, "wb") as f:
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)

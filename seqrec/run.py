@@ -6,6 +6,8 @@ Writes into the workdir:
   metrics.json    final: "test/recall@10", "test/ndcg@20", ... of the best checkpoint, its
                   "valid/..." metrics, "best/epoch", "time/..." and the data sizes
   eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed
+  test_per_user.npz  the best checkpoint's per-user test metrics ("recall@10": [num_users], ...;
+                  NaN for users without a test item), for paired comparisons between runs
 """
 
 from __future__ import annotations
@@ -87,20 +89,24 @@ def make_score_fn(model: sasrec.SASRec):
 class Evaluator:
   """Full-ranking Recall/NDCG of the model on one evaluation set (see sasrec.py for masking)."""
 
-  def __init__(self, config, score_fn, ds: Dataset, which: str, eval_set: EvalSet, mesh=None):
+  def __init__(self, config, score_fn, ds: Dataset, which: str, eval_set: EvalSet, mesh=None,
+               per_user_path: str | None = None):
     """score_fn: from `make_score_fn`; share one between evaluators (one compilation).
-    mesh: the training mesh, over which users are split (None: the default device)."""
+    mesh: the training mesh, over which users are split (None: the default device).
+    per_user_path: if given, each call also writes the per-user metrics there (.npz)."""
     self.config, self.score_fn, self.which, self.eval_set = config, score_fn, which, eval_set
-    self.mesh = mesh
+    self.mesh, self.per_user_path = mesh, per_user_path
     self.histories = data_lib.eval_histories(ds, config.max_len, which)
 
   def __call__(self, params: Any) -> dict:
     c = self.config
-    result = metrics_lib.evaluate(
+    per_user = metrics_lib.evaluate_per_user(
         self.score_fn, params, self.eval_set, c.ks, normalization=c.recall_normalization,
         batch_size=c.eval_batch_size, progress=c.progress, desc=self.which,
         batch_inputs=lambda start, stop: self.histories[start:stop], mesh=self.mesh)
-    return records.prefixed(self.which, result)
+    if self.per_user_path and jax.process_index() == 0:
+      records.write_arrays(self.per_user_path, per_user)
+    return records.prefixed(self.which, metrics_lib.mean_over_users(per_user))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
@@ -119,7 +125,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   checkpoints = Checkpoints(workdir)
   score_fn = make_score_fn(model)
   valid = Evaluator(config, score_fn, ds, "valid", sets["valid"], mesh)
-  test = Evaluator(config, score_fn, ds, "test", sets["test"], mesh)
+  test = Evaluator(config, score_fn, ds, "test", sets["test"], mesh,
+                   per_user_path=os.path.join(workdir, "test_per_user.npz"))
   load_s = time.perf_counter() - start
 
   if mode == "eval":

@@ -123,6 +123,29 @@ def test_evaluate_hand_case(normalization):
   _assert_dict_close(result, expected)
 
 
+def test_evaluate_per_user_hand_case():
+  eval_set = EvalSet(fold_in=_csr(HAND_FOLD_IN, 6), target=_csr(HAND_TARGET, 6))
+  per_user = metrics.evaluate_per_user(
+      lambda scores, x: scores[:x.shape[0]], jnp.asarray(HAND_SCORES), eval_set, (1, 3),
+      progress=False)
+  assert set(per_user) == {"recall@1", "recall@3", "ndcg@1", "ndcg@3"}
+  _assert_dict_close(per_user, HAND_PER_USER["min"])
+
+
+def test_paired_difference_hand_case():
+  a = np.array([1.0, 0.0, 0.5, np.nan, 1.0])
+  b = np.array([0.0, 0.0, 1.0, 1.0, np.nan])
+  out = metrics.paired_difference(a, b)  # users 0..2: differences 1, 0, -.5
+  assert out["n"] == 3
+  assert out["mean"] == pytest.approx(1 / 6)
+  assert out["se"] == pytest.approx(np.sqrt(((5 / 6) ** 2 + (1 / 6) ** 2 + (4 / 6) ** 2) / 2 / 3))
+  assert np.isnan(metrics.paired_difference(a[:1], b[:1])["se"])
+  with pytest.raises(ValueError, match="no user"):
+    metrics.paired_difference(a[3:], b[3:])
+  with pytest.raises(ValueError, match="1-D"):
+    metrics.paired_difference(a, b[:4])
+
+
 def test_head_item_mask_ties_by_item_id():
   counts = np.array([2, 3, 3, 1, 3])
   assert metrics.head_item_mask(counts, 0.4).tolist() == [False, True, True, False, False]

@@ -7,6 +7,7 @@ import sys
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from core import metrics as metrics_lib
 from core import readers
@@ -41,6 +42,10 @@ def test_one_epoch_beats_popularity_and_eval_mode_restores_the_best(tmp_path):
   assert out["best/epoch"] == 1 and out["test/num_users"] == 2000
   lines = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
   assert len(lines) == 1 and lines[0]["valid/ndcg@10"] == out["valid/ndcg@10"]
+  per_user = np.load(tmp_path / "run" / "test_per_user.npz")
+  assert per_user["ndcg@10"].shape == (2000,)
+  for name in ("ndcg@10", "recall@20"):
+    assert np.nanmean(per_user[name]) == pytest.approx(out[f"test/{name}"], rel=1e-12), name
 
   trained_config = (tmp_path / "run" / "config.json").read_text()
   result = launch(tmp_path, "--mode=eval", "--config.ks=(5,10,20)")
