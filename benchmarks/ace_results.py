@@ -12,7 +12,8 @@ tables, its test_per_user.npz of the paired ACE-vs-baseline differences (a finis
 is evaluated again with --mode=eval). The ID-only SASRec does not depend on the extractor and runs once per dataset and seed. The
 lambda sweep reruns ACE with --config.init.lam=<lambda> (lambda 50 is the main ACE run). The
 anisotropy columns describe each initial item table as the model starts from it (seed 0), computed
-here with core/anisotropy.py; the plots are PNGs next to the report. Hand-written notes below the
+here with core/anisotropy.py; the plots (spectra, metric against lambda, validation curves of
+every initialiser, unfinished runs included) are PNGs next to the report. Hand-written notes below the
 marker at the end of the report are kept when it is regenerated.
 """
 
@@ -32,6 +33,7 @@ sys.path.insert(0, ROOT)
 from configs import ace as ace_configs  # noqa: E402
 from core import anisotropy  # noqa: E402
 from core import metrics as metrics_lib  # noqa: E402
+from core import plots  # noqa: E402
 from core import readers  # noqa: E402
 from core import records  # noqa: E402
 from lae_jax import ace_plots  # noqa: E402
@@ -211,6 +213,7 @@ def dataset_section(dataset, runs, out_dir):
   lines += ["", ordering(dataset, runs), ""]
   for extractor in _EXTRACTORS.value:
     lines += paired_section(dataset, extractor)
+    lines += curves_section(dataset, extractor, out_dir)
   for extractor in _EXTRACTORS.value:
     lines += lambda_section(dataset, extractor, runs, out_dir)
     lines += anisotropy_section(dataset, extractor, out_dir)
@@ -272,6 +275,23 @@ def paired_section(dataset, extractor):
           "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
           "", "| baseline | Δ recall@20 ± SE | z | Δ ndcg@10 ± SE | z | users |",
           "|---|---|---|---|---|---|", *rows, ""]
+
+
+def curves_section(dataset, extractor, out_dir):
+  """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included."""
+  curves = {}
+  for init in _INITS.value:
+    folder = workdir(dataset, init, "" if init == "id" else extractor, 0)
+    lines = plots.read_validations(folder)
+    if lines:
+      running = not os.path.exists(os.path.join(folder, "metrics.json"))
+      curves[LABELS[init] + (" (training)" if running else "")] = lines
+  if not curves:
+    return []
+  png = f"ace_{dataset}_{tag(extractor)}_curves.png"
+  plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
+                             title=f"SASRec on {dataset} ({tag(extractor)}), seed 0")
+  return [f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})", ""]
 
 
 def lambda_section(dataset, extractor, runs, out_dir):

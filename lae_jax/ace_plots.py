@@ -5,13 +5,12 @@ Both take plain arrays / records, so they plot real runs and synthetic checks al
 
 from __future__ import annotations
 
-import os
 from typing import Mapping, Optional, Sequence
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
+import numpy as np
+
+from core import plots
+from core.plots import plt  # pyplot with the Agg backend chosen
 
 
 def ace_singular_values(raw: np.ndarray, lam: float) -> np.ndarray:
@@ -50,7 +49,7 @@ def plot_spectra(raw: np.ndarray, lams: Sequence[float], path: str, k: Optional[
   ax.set_ylabel("singular value / largest")
   ax.set_title(title or "Spectrum of raw vs ACE embeddings")
   ax.legend(fontsize=7)
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 def plot_metric_vs_lambda(runs: Sequence[Mapping], metric: str, path: str,
@@ -81,13 +80,4 @@ def plot_metric_vs_lambda(runs: Sequence[Mapping], metric: str, path: str,
   ax.set_ylabel(metric)
   ax.set_title(title or f"{metric} against λ")
   ax.legend(fontsize=8)
-  return _save(fig, path)
-
-
-def _save(fig, path: str) -> str:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return plots.save(fig, path)
