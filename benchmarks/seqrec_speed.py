@@ -7,7 +7,9 @@
 
 Uses the preset's model and batch exactly as `launch.py` trains it (core.train step on a mesh over
 all local devices, real batches of `seqrec.data.Batches`), after one untimed step per batch shape
-(packed batches come in a few row counts), which compiles it.
+(packed batches come in a few row counts), which compiles it. Evaluation is timed as it runs
+(users sorted by history length, each batch cut to its longest history) and, as the reference, with
+every user's full max_len-wide history in user order (`core.metrics.evaluate`).
 With fake CPU devices the figure shows that the sharded step runs, not a speed-up (the devices share
 the same cores). With several `--mesh_sizes` every mesh trains from the same initial state on the same
 batches, and the table gives each one's largest parameter difference from the first mesh's. Run it on a quiet machine: the load average is printed beside the figures.
@@ -26,6 +28,7 @@ import jax
 import numpy as np
 
 from configs import sasrec as sasrec_configs
+from core import metrics as metrics_lib
 from core import readers
 from core import train
 from seqrec import data as data_lib
@@ -35,7 +38,7 @@ from seqrec import sasrec
 _PRESET = flags.DEFINE_string("preset", "amazon_beauty", "configs/sasrec.py preset")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")
 _STEPS = flags.DEFINE_integer("steps", 30, "timed training steps")
-_EVAL_USERS = flags.DEFINE_integer("eval_users", 4096, "users in the timed evaluation")
+_EVAL_USERS = flags.DEFINE_integer("eval_users", 0, "users in the timed evaluation (0: all)")
 _OUT = flags.DEFINE_string("out", "", "also write the markdown table here")
 _MESH_SIZES = flags.DEFINE_list("mesh_sizes", [], "mesh sizes to compare (default: all devices)")
 _PACK = flags.DEFINE_integer("pack_multiple", 0, "also time the step with sequences packed into a "
@@ -62,22 +65,28 @@ def measure(config, ds, mesh, pack_multiple=0):
   jax.block_until_ready(metrics)
   train_s = time.perf_counter() - start
 
-  sets = seqrec_run.eval_sets(ds, config.mask_history)
-  users = min(_EVAL_USERS.value, ds.num_users)
-  subset = seqrec_run.EvalSet(fold_in=sets["valid"].fold_in[:users],
-                              target=sets["valid"].target[:users])
-  evaluator = seqrec_run.Evaluator(config, seqrec_run.make_score_fn(model), ds, "valid", subset,
-                                   mesh)
-  evaluator(state.params)  # compiles
-  start = time.perf_counter()
-  evaluator(state.params)
-  eval_s = time.perf_counter() - start
+  users = ds.first_users(min(_EVAL_USERS.value or ds.num_users, ds.num_users))
+  subset = seqrec_run.eval_sets(users, config.mask_history)["valid"]
+  score_fn = seqrec_run.make_score_fn(model)
+  evaluator = seqrec_run.Evaluator(config, score_fn, users, "valid", subset, mesh)
+  histories = data_lib.eval_histories(users, config.max_len, "valid")
+  full_width = lambda: metrics_lib.evaluate(  # the reference: users in order, every row max_len wide
+      score_fn, state.params, subset, config.ks, batch_size=config.eval_batch_size, progress=False,
+      batch_inputs=lambda start, stop: histories[start:stop], mesh=mesh)
+  eval_s = []
+  for evaluate in (lambda: evaluator(state.params), full_width):
+    evaluate()  # compiles
+    start = time.perf_counter()
+    evaluate()
+    eval_s.append(time.perf_counter() - start)
   rows = batches.rows_per_batch(0)
   return {"devices": mesh.size, "pack": pack_multiple, "compile_s": compile_s,
           "rows": f"{rows.mean():.1f} ({len(set(rows))} shapes)",
           "params": jax.device_get(state.params),
           "train_seq_per_s": _STEPS.value * config.batch_size / train_s,
-          "step_ms": 1000 * train_s / _STEPS.value, "eval_users_per_s": users / eval_s,
+          "step_ms": 1000 * train_s / _STEPS.value,
+          "eval_users_per_s": users.num_users / eval_s[0],
+          "full_width_eval_users_per_s": users.num_users / eval_s[1],
           "epoch_s": batches.num_batches * train_s / _STEPS.value}
 
 
@@ -86,6 +95,7 @@ def main(argv):
   config = sasrec_configs.get_config(_PRESET.value)
   config.data_dir, config.progress = _DATA_DIR.value, False
   ds = readers.load_dataset(config.dataset, config.data_dir)
+  users = min(_EVAL_USERS.value or ds.num_users, ds.num_users)
   sizes = [int(n) for n in _MESH_SIZES.value] or [jax.device_count()]
   results = [measure(config, ds, train.make_mesh(jax.devices()[:n])) for n in sizes]
   if _PACK.value:
@@ -99,19 +109,26 @@ def main(argv):
       f"visible), jax {jax.__version__}; load average before/after: {LOAD[0]:.2f} / "
       f"{os.getloadavg()[0]:.2f}", "",
       "| mesh devices | rows per batch | train seq/s | step ms | est. epoch s | eval users/s | "
-      "compile s | max abs param diff vs first mesh |", "|---|---|---|---|---|---|---|---|"]
+      "full-width eval users/s | compile s | max abs param diff vs first mesh |",
+      "|---|---|---|---|---|---|---|---|---|"]
   for r in results:
     first = next(f for f in results if f["pack"] == r["pack"])  # dropout masks depend on packing
     diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
                                             r["params"], first["params"])))
     lines.append(f"| {r['devices']} | {r['rows']} | {r['train_seq_per_s']:.0f} | "
                  f"{r['step_ms']:.1f} | {r['epoch_s']:.0f} | {r['eval_users_per_s']:.0f} | "
+                 f"{r['full_width_eval_users_per_s']:.0f} | "
                  f"{r['compile_s']:.1f} | {diff:.2e} |")
   if _PACK.value:
     for plain, packed in zip(results[:len(sizes)], results[len(sizes):]):
       lines.append(f"\nPacked into multiples of {_PACK.value} rows on {plain['devices']} device(s): "
                    f"{packed['train_seq_per_s'] / plain['train_seq_per_s']:.2f}x the unpacked "
                    "training throughput.")
+  r = results[0]
+  lines.append(f"\nEvaluation ({users} validation users), users sorted by history length and each "
+               "batch cut to its longest history (seqrec.run.Evaluator): "
+               f"{r['eval_users_per_s'] / r['full_width_eval_users_per_s']:.2f}x the full-width "
+               "users/s.")
   lines.append("")
   print("\n".join(lines))
   if _OUT.value:

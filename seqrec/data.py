@@ -95,6 +95,15 @@ def eval_histories(ds: Dataset, max_len: int, which: str) -> np.ndarray:
   return padded_windows(ds.items, ds.indptr[:-1] + stop, lengths, max_len)
 
 
+def trim_padding(seqs: np.ndarray, min_width: int = 8) -> np.ndarray:
+  """Right-padded rows [b, max_len] cut to the next power of two (>= min_width, <= max_len) that
+  holds the longest row: padding is never attended to, so the model's outputs at the real positions
+  are unchanged, and the few widths compile once each."""
+  longest = int((seqs != 0).sum(axis=1).max(initial=1))
+  width = max(min_width, 1 << (longest - 1).bit_length())
+  return seqs[:, :min(width, seqs.shape[1])]
+
+
 def check_pack_multiple(multiple: int) -> int:
   """`multiple` validated: 0 (no packing) or a positive multiple of the number of processes."""
   if multiple < 0:

@@ -86,6 +86,13 @@ def make_score_fn(model: sasrec.SASRec):
   return score_fn
 
 
+def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+  """values[i] belongs to user order[i]: back to user order."""
+  out = np.empty_like(values)
+  out[order] = values
+  return out
+
+
 class Evaluator:
   """Full-ranking Recall/NDCG of the model on one evaluation set (see sasrec.py for masking)."""
 
@@ -94,16 +101,27 @@ class Evaluator:
     """score_fn: from `make_score_fn`; share one between evaluators (one compilation).
     mesh: the training mesh, over which users are split (None: the default device).
     per_user_path: if given, each call also writes the per-user metrics there (.npz)."""
-    self.config, self.score_fn, self.which, self.eval_set = config, score_fn, which, eval_set
+    self.config, self.score_fn, self.which = config, score_fn, which
     self.mesh, self.per_user_path = mesh, per_user_path
-    self.histories = data_lib.eval_histories(ds, config.max_len, which)
+    histories = data_lib.eval_histories(ds, config.max_len, which)
+    if eval_set.target.shape[0] != len(histories):
+      raise ValueError(f"the {which} set has {eval_set.target.shape[0]} rows, the dataset "
+                       f"{len(histories)} users: pass the set of this dataset")
+    # Users go shortest history first, so each batch is cut to its longest history
+    # (`data_lib.trim_padding`): on Beauty that is ~28% of the full-width positions.
+    self.order = np.argsort((histories != sasrec.PADDING).sum(axis=1), kind="stable")
+    self.histories = histories[self.order]
+    self.eval_set = EvalSet(fold_in=sp.csr_matrix(eval_set.fold_in)[self.order],
+                            target=sp.csr_matrix(eval_set.target)[self.order])
 
   def __call__(self, params: Any) -> dict:
     c = self.config
     per_user = metrics_lib.evaluate_per_user(
         self.score_fn, params, self.eval_set, c.ks, normalization=c.recall_normalization,
         batch_size=c.eval_batch_size, progress=c.progress, desc=self.which,
-        batch_inputs=lambda start, stop: self.histories[start:stop], mesh=self.mesh)
+        batch_inputs=lambda start, stop: data_lib.trim_padding(self.histories[start:stop]),
+        mesh=self.mesh)
+    per_user = {name: unsort(values, self.order) for name, values in per_user.items()}
     if self.per_user_path and jax.process_index() == 0:
       records.write_arrays(self.per_user_path, per_user)
     return records.prefixed(self.which, metrics_lib.mean_over_users(per_user))

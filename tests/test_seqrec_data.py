@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from core import metrics as metrics_lib
 from core.dataset import Dataset
 from seqrec import data
 from seqrec import run
@@ -89,6 +90,40 @@ def test_score_fn_drops_the_padding_column():
   assert scores.shape == (1, 4)
   np.testing.assert_array_equal(scores, full[:, 1:])
   assert isinstance(run.eval_sets(ds, False)["valid"].fold_in, sp.csr_matrix)
+
+
+def test_trim_padding_keeps_every_item_in_a_power_of_two_width():
+  seqs = np.zeros((3, 50), np.int32)
+  np.testing.assert_array_equal(data.trim_padding(seqs), seqs[:, :8])  # all empty: the minimum
+  seqs[1, :9] = 5
+  np.testing.assert_array_equal(data.trim_padding(seqs), seqs[:, :16])
+  seqs[2, :33] = 7
+  np.testing.assert_array_equal(data.trim_padding(seqs), seqs)  # 64 > max_len: the full width
+  assert data.trim_padding(seqs[:, :4]).shape == (3, 4)
+
+
+def test_length_sorted_trimmed_evaluation_equals_full_width_in_user_order(tmp_path):
+  rng = np.random.default_rng(0)
+  ds = _dataset([rng.integers(0, 40, size=n) for n in rng.integers(3, 70, size=60)], num_items=40)
+  config = type("Config", (), dict(max_len=50, ks=(1, 5, 10), recall_normalization="size",
+                                   eval_batch_size=16, progress=False))()
+  model = run.sasrec.SASRec(num_items=40, max_len=50, hidden=16, inner=32, num_layers=2,
+                            num_heads=2)
+  params = run.sasrec.init_params(model, 0)
+  score_fn = run.make_score_fn(model)
+  for which in ("valid", "test"):
+    eval_set = run.eval_sets(ds, False)[which]
+    evaluator = run.Evaluator(config, score_fn, ds, which, eval_set,
+                              per_user_path=str(tmp_path / f"{which}.npz"))
+    assert not np.array_equal(evaluator.order, np.arange(60))  # the users really were reordered
+    means = evaluator(params)
+    full = metrics_lib.evaluate_per_user(
+        score_fn, params, eval_set, config.ks, normalization="size", batch_size=16,
+        progress=False, batch_inputs=lambda start, stop: data.eval_histories(ds, 50, which)[start:stop])
+    per_user = np.load(tmp_path / f"{which}.npz")
+    for name, values in full.items():
+      np.testing.assert_array_equal(per_user[name], values, err_msg=name)
+      assert means[f"{which}/{name}"] == pytest.approx(np.nanmean(values), rel=1e-12)
 
 
 def _windows(batch: dict) -> list:
