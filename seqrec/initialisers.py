@@ -111,7 +111,13 @@ class WhitenRecTable(nn.Module):
 
 
 class LLMEmbTable(nn.Module):
-  """adapter(frozen PCA base): Linear(D, D // 2) -> Linear(D // 2, hidden), no activation."""
+  """adapter(frozen PCA base): Linear(D, D // 2) -> Linear(D // 2, hidden), no activation.
+
+  Computed as base @ (W0 @ W1) + (b0 @ W1 + b1), the same affine map with the [rows, D // 2]
+  intermediate never formed: the per-step cost over the whole table falls from rows * D * (D/2 +
+  hidden) to rows * D * hidden multiply-adds (2.25x fewer with D = 576, hidden 128). The parameters
+  are those of the two nn.Dense layers ("adapter_0", "adapter_1": kernel, bias).
+  """
   rows: int
   dims: int
   hidden: int
@@ -120,10 +126,22 @@ class LLMEmbTable(nn.Module):
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
     del deterministic  # no dropout in LLMEmb's adapter
-    init = nn.initializers.normal(self.init_std)
-    x = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
-    x = nn.Dense(self.dims // 2, kernel_init=init, name="adapter_0")(x)
-    return nn.Dense(self.hidden, kernel_init=init, name="adapter_1")(x)
+    base = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
+    k0, b0 = DenseParams(self.dims, self.dims // 2, self.init_std, name="adapter_0")()
+    k1, b1 = DenseParams(self.dims // 2, self.hidden, self.init_std, name="adapter_1")()
+    return base @ (k0 @ k1) + (b0 @ k1 + b1)
+
+
+class DenseParams(nn.Module):
+  """The kernel [inputs, features] (N(0, init_std)) and zero bias [features] of an nn.Dense."""
+  inputs: int
+  features: int
+  init_std: float
+
+  @nn.compact
+  def __call__(self) -> tuple:
+    return (self.param("kernel", nn.initializers.normal(self.init_std), (self.inputs, self.features)),
+            self.param("bias", nn.initializers.zeros, (self.features,)))
 
 
 class AlphaFuseTable(nn.Module):

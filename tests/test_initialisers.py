@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -181,6 +183,27 @@ def test_llmemb_base_is_capped_pca():
   init = initialisers.build(tiny_config("llmemb", pca_dim=20), synthetic())
   assert init.frozen["frozen_base"].shape == (1001, 20)
   assert init.module.dims == 20 and init.module.hidden == 16
+
+
+def test_llmemb_adapter_is_the_two_dense_layers():
+  module = initialisers.LLMEmbTable(rows=30, dims=12, hidden=5)
+  params = module.init(jax.random.key(0))["params"]
+  params["frozen_base"] = jax.random.normal(jax.random.key(1), (30, 12))
+  params["adapter_0"]["bias"] = jax.random.normal(jax.random.key(2), (6,))
+  params["adapter_1"]["bias"] = jax.random.normal(jax.random.key(3), (5,))
+  reference = nn.Sequential([nn.Dense(6), nn.Dense(5)])  # flax's own layers, the same parameters
+  expected = reference.apply({"params": {"layers_0": params["adapter_0"],
+                                         "layers_1": params["adapter_1"]}}, params["frozen_base"])
+  table = module.apply({"params": params})
+  np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-6)
+  assert {k: v.shape for k, v in params["adapter_0"].items()} == {"kernel": (12, 6), "bias": (6,)}
+  grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}) ** 2))(params)
+  expected_grads = jax.grad(lambda p: jnp.sum(reference.apply({"params": {
+      "layers_0": p["adapter_0"], "layers_1": p["adapter_1"]}}, p["frozen_base"]) ** 2))(params)
+  for name in ("adapter_0", "adapter_1"):
+    for leaf in ("kernel", "bias"):
+      np.testing.assert_allclose(grads[name][leaf], expected_grads[name][leaf], rtol=1e-4,
+                                 atol=1e-5)
 
 
 def test_bad_inputs_name_the_key(tmp_path):
