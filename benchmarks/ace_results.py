@@ -369,7 +369,8 @@ def header():
       "Linear(D/2, h). LLMEmb's supervised contrastive fine-tuning of the LLM (its first stage) "
       "and its alignment loss to a pretrained SASRec are NOT included.",
       "- AlphaFuse: frozen standardised top-h principal coordinates, trainable ID embeddings "
-      "N(0, 1) added to the last h/2 columns (official defaults).",
+      "added to the last h/2 columns, drawn from U[0, 1) as in the ACE authors' AlphaFuse "
+      "baseline (AlphaFuse's own code: N(0, 1), `--config.init.id_init=normal`).",
       f"- {PAPER}", ""]
 
 

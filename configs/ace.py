@@ -59,6 +59,7 @@ def get_config(arg: str = "synthetic_ace_bow") -> ml_collections.ConfigDict:
   config.init.embeddings = extractor
   config.init.lam = 50.0      # official
   config.init.scale = 0.1     # official
+  config.init.id_init = "uniform"  # AlphaFuse as the ACE authors ran it: ID embeddings ~ U[0, 1)
   if extractor in embed_config.EXTRACTORS:  # the embedding cache's settings for this extractor
     config.init.embed = embed_config.get_config(f"{dataset}_{extractor}")
     config.init.embed.progress = False

@@ -34,7 +34,9 @@ Facts from the official code (read through search; ours is written from them):
 - AlphaFuse (Hugo-Chinn/AlphaFuse, models/backbone_SASRec.py): mean-centre, SVD of the covariance,
   standardise (U_k S_k^-1/2) the top `hidden` directions, freeze them; ID embeddings N(0, 1) of
   null_dim (default 64 with hidden 128) columns are ADDED to the last null_dim semantic columns
-  (cover=False, the default) or replace them (cover=True).
+  (cover=False, the default) or replace them (cover=True). The ACE authors' own AlphaFuse baseline
+  (a RecBole port of the same table, beside their ACE item embedding) draws the ID embeddings from
+  U[0, 1) instead (init_type="uniform", ID_dim = hidden / 2): configs/ace.py follows them.
 - LLM2X: PCA of the LLM embeddings to the hidden size initialises a trainable table.
 The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`), so a checkpoint
 holds them: a LLMEmb run stores its [items, 1536] base with every checkpoint.
@@ -148,12 +150,13 @@ class AlphaFuseTable(nn.Module):
   """Frozen standardised semantic columns with trainable ID embeddings on the last null_dim.
 
   cover=False: table = semantic [rows, hidden] + [0 | id]; cover=True: [semantic | id] with
-  semantic [rows, hidden - null_dim].
+  semantic [rows, hidden - null_dim]. id_init: "normal" (N(0, id_init_std)) or "uniform" (U[0, 1)).
   """
   rows: int
   hidden: int
   null_dim: int
   cover: bool = False
+  id_init: str = "normal"
   id_init_std: float = 1.0
 
   @nn.compact
@@ -162,8 +165,9 @@ class AlphaFuseTable(nn.Module):
     semantic_dims = self.hidden - self.null_dim if self.cover else self.hidden
     semantic = jnp.asarray(self.param("frozen_semantic", nn.initializers.zeros,
                                       (self.rows, semantic_dims)))
-    ids = self.param("id_embedding", nn.initializers.normal(self.id_init_std),
-                     (self.rows, self.null_dim))
+    init = (nn.initializers.uniform(1.0) if self.id_init == "uniform"
+            else nn.initializers.normal(self.id_init_std))
+    ids = self.param("id_embedding", init, (self.rows, self.null_dim))
     if self.cover:
       return jnp.concatenate([semantic, ids], axis=1)
     return semantic.at[:, semantic_dims - self.null_dim:].add(ids)
@@ -314,8 +318,10 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
   null_dim = c.null_dim or hidden // 2  # alphafuse
   if not 0 < null_dim <= hidden:
     raise ValueError(f"config.init.null_dim={c.null_dim} must lie in 1..hidden={hidden}")
+  if c.id_init not in ("normal", "uniform"):
+    raise ValueError(f"config.init.id_init={c.id_init!r}: use 'normal' or 'uniform'")
   semantic = pca(x, hidden - null_dim if c.cover else hidden, standardise=True)
-  return ItemInit(module=AlphaFuseTable(rows, hidden, null_dim, c.cover, c.id_init_std),
+  return ItemInit(module=AlphaFuseTable(rows, hidden, null_dim, c.cover, c.id_init, c.id_init_std),
                   frozen={"frozen_semantic": with_padding_row(semantic)})
 
 

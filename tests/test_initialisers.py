@@ -162,6 +162,20 @@ def test_pca_and_raw_truncation_against_numpy_svd():
   np.testing.assert_array_equal(initialisers.raw_truncation(x, 4, "first"), x[:, :4])
 
 
+def test_alphafuse_id_embeddings_follow_id_init():
+  ds = synthetic()
+  for id_init, low, mean, std in (("uniform", 0.0, 0.5, np.sqrt(1 / 12)), ("normal", None, 0.0, 1.0)):
+    init = initialisers.build(tiny_config("alphafuse", null_dim=6, id_init=id_init), ds)
+    ids = np.asarray(init.module.init(jax.random.key(0))["params"]["id_embedding"])
+    assert ids.shape == (1001, 6)
+    assert abs(ids.mean() - mean) < 0.03 and abs(ids.std() - std) < 0.03, (id_init, ids.mean())
+    if low is not None:
+      assert ids.min() >= low and ids.max() < 1.0
+  assert ace_configs.get_config("amazon_beauty_alphafuse_smollm2").init.id_init == "uniform"
+  with pytest.raises(ValueError, match="config.init.id_init='beta'"):
+    initialisers.build(tiny_config("alphafuse", id_init="beta"), ds)
+
+
 @pytest.mark.parametrize("cover", [False, True])
 def test_alphafuse_table_layout(cover):
   init = initialisers.build(tiny_config("alphafuse", null_dim=6, cover=cover), synthetic())
