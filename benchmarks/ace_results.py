@@ -286,7 +286,7 @@ def curves_section(dataset, extractor, out_dir):
     if lines:
       running = not os.path.exists(os.path.join(folder, "metrics.json"))
       curves[LABELS[init] + (" (training)" if running else "")] = lines
-  if not curves:
+  if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
     return []
   png = f"ace_{dataset}_{tag(extractor)}_curves.png"
   plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
