@@ -39,12 +39,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 10, "timed steps per initialiser")
 _OUT = flags.DEFINE_string("out", "", "also write the markdown table here")
 
 
-class TwoDenseAdapter(nn.Module):
-  """The reference LLMEmb table: Linear(D, D // 2) -> Linear(D // 2, hidden) applied in order."""
-  rows: int
-  dims: int
-  hidden: int
-  init_std: float = 0.02
+class TwoDenseAdapter(initialisers.LLMEmbTable):
+  """The reference LLMEmb table: Linear(D, D // 2) -> Linear(D // 2, hidden) applied in order
+  (LLMEmbTable's fields and parameter names, without the reassociation)."""
 
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
