@@ -45,10 +45,9 @@ class TwoDenseAdapter(initialisers.LLMEmbTable):
 
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
-    init = nn.initializers.normal(self.init_std)
     x = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
-    x = nn.Dense(self.dims // 2, kernel_init=init, name="adapter_0")(x)
-    return nn.Dense(self.hidden, kernel_init=init, name="adapter_1")(x)
+    x = nn.Dense(self.dims // 2, kernel_init=initialisers.xavier_normal, name="adapter_0")(x)
+    return nn.Dense(self.hidden, kernel_init=initialisers.xavier_normal, name="adapter_1")(x)
 
 
 def step_ms(config, ds, init, batch) -> float:

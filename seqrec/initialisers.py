@@ -28,7 +28,9 @@ Facts from the official code (read through search; ours is written from them):
   DWSRec's dual-view sequence encoder and its cosine / temperature 0.07 scoring (here: SASRec's dot
   product with the fused table).
 - LLMEmb (liuqidong07/LLMEmb): sklearn PCA(n_components=1536) of the (fine-tuned) LLM embeddings,
-  frozen, then adapter Linear(D, D/2) -> Linear(D/2, hidden) with no activation. NOT included: its
+  frozen, then adapter Linear(D, D/2) -> Linear(D/2, hidden) with no activation, initialised by its
+  base model's _init_weights (LLM-ESR models/BaseModel.py): xavier_normal_ on every weight matrix;
+  the 1-d biases raise inside that loop and keep torch's default U(+-1/sqrt(fan_in)). NOT included: its
   supervised contrastive fine-tuning of the LLM (stage 1) and the alignment loss to a pretrained
   SASRec's embeddings in stage 2; the adapter sees the embeddings of an off-the-shelf extractor.
 - AlphaFuse (Hugo-Chinn/AlphaFuse, models/backbone_SASRec.py): mean-centre, SVD of the covariance,
@@ -118,32 +120,42 @@ class LLMEmbTable(nn.Module):
   Computed as base @ (W0 @ W1) + (b0 @ W1 + b1), the same affine map with the [rows, D // 2]
   intermediate never formed: the per-step cost over the whole table falls from rows * D * (D/2 +
   hidden) to rows * D * hidden multiply-adds (2.25x fewer with D = 576, hidden 128). The parameters
-  are those of the two nn.Dense layers ("adapter_0", "adapter_1": kernel, bias).
+  are those of the two nn.Dense layers ("adapter_0", "adapter_1": kernel, bias), initialised as
+  LLMEmb's (`xavier_normal`, `torch_default_bias`).
   """
   rows: int
   dims: int
   hidden: int
-  init_std: float = 0.02
 
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
     del deterministic  # no dropout in LLMEmb's adapter
     base = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
-    k0, b0 = DenseParams(self.dims, self.dims // 2, self.init_std, name="adapter_0")()
-    k1, b1 = DenseParams(self.dims // 2, self.hidden, self.init_std, name="adapter_1")()
+    k0, b0 = DenseParams(self.dims, self.dims // 2, name="adapter_0")()
+    k1, b1 = DenseParams(self.dims // 2, self.hidden, name="adapter_1")()
     return base @ (k0 @ k1) + (b0 @ k1 + b1)
 
 
+# torch.nn.init.xavier_normal_: N(0, 2 / (fan_in + fan_out)), untruncated.
+xavier_normal = nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
+
+
+def torch_default_bias(fan_in: int):
+  """torch.nn.Linear's default bias initialiser: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / np.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
 class DenseParams(nn.Module):
-  """The kernel [inputs, features] (N(0, init_std)) and zero bias [features] of an nn.Dense."""
+  """The kernel [inputs, features] and bias [features] of an nn.Dense, initialised as LLMEmb's
+  torch.nn.Linear layers (`xavier_normal` kernel, `torch_default_bias`)."""
   inputs: int
   features: int
-  init_std: float
 
   @nn.compact
   def __call__(self) -> tuple:
-    return (self.param("kernel", nn.initializers.normal(self.init_std), (self.inputs, self.features)),
-            self.param("bias", nn.initializers.zeros, (self.features,)))
+    return (self.param("kernel", xavier_normal, (self.inputs, self.features)),
+            self.param("bias", torch_default_bias(self.inputs), (self.features,)))
 
 
 class AlphaFuseTable(nn.Module):
@@ -313,7 +325,7 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
     return ItemInit(module=WhitenRecTable(rows, d, hidden, c.mlp_dropout, plus), frozen=frozen)
   if c.kind == "llmemb":
     dims = min(c.pca_dim, d, n - 1)
-    return ItemInit(module=LLMEmbTable(rows, dims, hidden, config.model.init_std),
+    return ItemInit(module=LLMEmbTable(rows, dims, hidden),
                     frozen={"frozen_base": with_padding_row(pca(x, dims))})
   null_dim = c.null_dim or hidden // 2  # alphafuse
   if not 0 < null_dim <= hidden:

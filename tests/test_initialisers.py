@@ -220,6 +220,19 @@ def test_llmemb_adapter_is_the_two_dense_layers():
                                  atol=1e-5)
 
 
+def test_llmemb_adapter_starts_as_llmembs_torch_layers():
+  """xavier_normal_ kernels (std sqrt(2 / (fan_in + fan_out))), torch's U(+-1/sqrt(fan_in)) biases."""
+  params = initialisers.LLMEmbTable(rows=3, dims=800, hidden=100).init(jax.random.key(0))["params"]
+  for name, (fan_in, fan_out) in {"adapter_0": (800, 400), "adapter_1": (400, 100)}.items():
+    kernel, bias = np.asarray(params[name]["kernel"]), np.asarray(params[name]["bias"])
+    assert kernel.shape == (fan_in, fan_out)
+    np.testing.assert_allclose(kernel.std(), np.sqrt(2 / (fan_in + fan_out)), rtol=0.02)
+    assert abs(kernel.mean()) < 0.1 * kernel.std()
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.9 * bound
+    np.testing.assert_allclose(bias.std(), bound / np.sqrt(3), rtol=0.2)
+
+
 def test_bad_inputs_name_the_key(tmp_path):
   ds = synthetic()
   with pytest.raises(ValueError, match="config.init.kind='bert'"):
