@@ -366,7 +366,8 @@ def header():
       "[d, h, h]; the two views fused by item-level attention. DWSRec's dual-view sequence encoder "
       "and cosine/temperature scoring are not used.",
       "- LLMEmb-style: frozen PCA of E to min(1536, d) + trainable adapter Linear(D, D/2) → "
-      "Linear(D/2, h). LLMEmb's supervised contrastive fine-tuning of the LLM (its first stage) "
+      "Linear(D/2, h), initialised as LLMEmb's torch layers (xavier-normal weights, default "
+      "biases). LLMEmb's supervised contrastive fine-tuning of the LLM (its first stage) "
       "and its alignment loss to a pretrained SASRec are NOT included.",
       "- AlphaFuse: frozen standardised top-h principal coordinates, trainable ID embeddings "
       "added to the last h/2 columns, drawn from U[0, 1) as in the ACE authors' AlphaFuse "
