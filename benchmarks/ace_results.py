@@ -32,7 +32,6 @@ sys.path.insert(0, ROOT)
 
 from configs import ace as ace_configs  # noqa: E402
 from core import anisotropy  # noqa: E402
-from core import metrics as metrics_lib  # noqa: E402
 from core import plots  # noqa: E402
 from core import readers  # noqa: E402
 from core import records  # noqa: E402
@@ -257,24 +256,18 @@ def paired_section(dataset, extractor):
   if not os.path.exists(ace):
     return []
   ace = np.load(ace)
-  rows = []
+  others = {}
   for init in _INITS.value:
     path = per_user_path(workdir(dataset, init, "" if init == "id" else extractor, 0))
-    if init == "ace" or not os.path.exists(path):
-      continue
-    other = np.load(path)
-    cells = []
-    for metric in ("recall@20", "ndcg@10"):
-      d = metrics_lib.paired_difference(ace[metric], other[metric])
-      cells.append(f"{d['mean']:+.4f} ± {d['se']:.4f} | {d['mean'] / d['se']:+.1f}")
-    rows.append(f"| {LABELS[init]} | " + " | ".join(cells) + f" | {d['n']} |")
+    if init != "ace" and os.path.exists(path):
+      others[LABELS[init]] = np.load(path)
+  rows = records.paired_table(ace, others, label="baseline")
   if not rows:
     return []
   return [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
           "(± the standard error of the mean per-user difference; z = difference / SE, |z| > 2 "
           "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
-          "", "| baseline | Δ recall@20 ± SE | z | Δ ndcg@10 ± SE | z | users |",
-          "|---|---|---|---|---|---|", *rows, ""]
+          "", *rows, ""]
 
 
 def curves_section(dataset, extractor, out_dir):

@@ -117,6 +117,40 @@ def row(name: str, workdir: str) -> str:
           f"{f'{params / 1e6:.2f}M' if params else '–'} |")
 
 
+def per_user(workdir: str) -> str:
+  return os.path.join(workdir, "test_per_user.npz")
+
+
+ABLATIONS = {"no_item_prompts": "w/o item prompts", "no_neighbours": "w/o collaborative neighbours",
+             "random_ids": "random IDs", "no_prompt_positions": "w/o prompt positions",
+             "authors_ids": "the authors' IDs"}
+
+
+def paired_section(dataset: str) -> list:
+  """GRAM minus each variant (and our SASRec) on the same test users, with paired standard errors."""
+  reference = per_user(os.path.join(_RUNS_DIR.value, dataset, "gram"))
+  if "gram" not in _VARIANTS.value or not os.path.exists(reference):
+    return []
+  reference = dict(np.load(reference))
+  others = {}
+  for variant in _VARIANTS.value:
+    path = per_user(os.path.join(_RUNS_DIR.value, dataset, variant))
+    if variant != "gram" and os.path.exists(path):
+      other = dict(np.load(path))
+      if np.array_equal(other["user"], reference["user"]):
+        others[ABLATIONS.get(variant, variant)] = other
+  sasrec = per_user(sasrec_dir(dataset))
+  if _SASREC.value and os.path.exists(sasrec):
+    sasrec = np.load(sasrec)  # one row per dense user
+    others["SASRec (ours)"] = {name: sasrec[name][reference["user"]] for name in sasrec.files}
+  rows = records.paired_table(reference, others, ("recall@10", "ndcg@10"), label="GRAM minus")
+  if not rows:
+    return []
+  return [f"GRAM (CPU preset) minus each variant on {dataset}, paired over the same test users "
+          "(± the standard error of the mean per-user difference; z = difference / SE; a "
+          "positive difference means the ablated part helped):", "", *rows, ""]
+
+
 def table(dataset: str) -> list:
   lines = [f"## {dataset}", "",
            "| run | R@5 | N@5 | R@10 | N@10 | R@20 | N@20 | best / last epoch | s per epoch | "
@@ -179,6 +213,17 @@ def main(_):
                  VARIANTS[variant] + list(_OVERRIDE.value))
       if _SASREC.value and not os.path.exists(os.path.join(sasrec_dir(dataset), "metrics.json")):
         launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset), ["--config.ks=(5,10,20)"])
+      # Runs that finished before test_per_user.npz existed: re-evaluate their best checkpoint.
+      for variant in _VARIANTS.value:
+        workdir = os.path.join(runs_dir, dataset, variant)
+        if os.path.exists(os.path.join(workdir, "metrics.json")) and not os.path.exists(
+            per_user(workdir)):
+          launch(f"configs/gram.py:{dataset}{_SUFFIX.value}", workdir,
+                 VARIANTS[variant] + list(_OVERRIDE.value) + ["--mode=eval"])
+      workdir = sasrec_dir(dataset)
+      if _SASREC.value and os.path.exists(os.path.join(workdir, "metrics.json")) and not (
+          os.path.exists(per_user(workdir))):
+        launch(f"configs/sasrec.py:{dataset}", workdir, ["--config.ks=(5,10,20)", "--mode=eval"])
   args = "".join(f" --{name}={value}" for name, value in (
       ("datasets", ",".join(_DATASETS.value)), ("variants", ",".join(_VARIANTS.value)),
       ("preset_suffix", _SUFFIX.value)) if value) + "".join(
@@ -186,7 +231,7 @@ def main(_):
   presets = " ".join(preset_text(d) for d in _DATASETS.value)
   lines = []
   for dataset in _DATASETS.value:
-    lines += table(dataset) + [""]
+    lines += table(dataset) + [""] + paired_section(dataset)
   text = HEADER.format(runs_dir=runs_dir, args=args, cpus=os.cpu_count(),
                        load=tuple(round(x, 1) for x in os.getloadavg()), presets=presets)
   text += "\n".join(lines)

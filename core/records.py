@@ -10,6 +10,8 @@ from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
+from core.metrics import paired_difference
+
 
 def write_json(path: str, obj: Any) -> None:
   """Write `obj` as JSON to `path` atomically (temp file in the same folder, then rename)."""
@@ -55,6 +57,30 @@ def write_report(path: str, text: str, marker: str = NOTES_MARKER) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     f.write(text + "\n" + notes)
+
+
+def paired_table(reference: Mapping[str, np.ndarray],
+                 others: Mapping[str, Mapping[str, np.ndarray]],
+                 metrics: tuple = ("recall@20", "ndcg@10"), label: str = "run") -> list[str]:
+  """Markdown rows of reference minus each of `others` on the same users: per metric the mean
+  per-user difference ± its standard error and z = difference / SE (`metrics.paired_difference`).
+
+  reference, others[name]: metric -> [num_users] per-user values in one user order (a
+  test_per_user.npz); a name whose arrays lack a metric is skipped.
+  """
+  rows = []
+  for name, other in others.items():
+    if not all(m in other and m in reference for m in metrics):
+      continue
+    cells = []
+    for metric in metrics:
+      d = paired_difference(reference[metric], other[metric])
+      cells.append(f"{d['mean']:+.4f} ± {d['se']:.4f} | {d['mean'] / d['se']:+.1f}")
+    rows.append(f"| {name} | " + " | ".join(cells) + f" | {d['n']} |")
+  if not rows:
+    return []
+  header = " | ".join(f"Δ {m} ± SE | z" for m in metrics)
+  return [f"| {label} | {header} | users |", "|---" * (2 * len(metrics) + 2) + "|", *rows]
 
 
 def append_jsonl(path: str, record: Mapping[str, Any]) -> None:

@@ -13,6 +13,8 @@ Writes into the workdir:
   ids.txt         our lexical IDs in the authors' format (ids.source "ours")
   metrics.jsonl   one line per validation ("step", "epoch", "train/loss", "valid/ndcg@10", ...)
   checkpoints/    orbax: latest/ and best/ (core/checkpoint.py)
+  test_per_user.npz  the best checkpoint's per-user test metrics ("recall@10": [num_test_users],
+                  ..., "user": their dense user ids) for paired comparisons between runs
   metrics.json    final: "test/recall@5", "test/ndcg@10", ... of the best checkpoint, its "valid/..."
                   metrics (on the validation sample when config.valid_users > 0: "valid/num_users"),
                   "best/epoch", "time/...", data and model sizes
@@ -245,12 +247,14 @@ class Evaluator:
   """Recall/NDCG@k of the beam search's items on one evaluation set."""
 
   def __init__(self, config, search_fn, trie, examples: data_lib.GramExamples, which: str,
-               mesh=None):
+               mesh=None, per_user_path: str | None = None):
     """search_fn: (params, trie, input_ids) -> (items, scores), the jit-compiled
-    `beam_search.constrained_beam_search`; share one between evaluators."""
+    `beam_search.constrained_beam_search`; share one between evaluators.
+    per_user_path: if given, each call also writes the per-example metrics there (.npz, with
+    "user": the dense user of each example)."""
     self.config, self.search_fn, self.trie, self.examples, self.which = (
         config, search_fn, trie, examples, which)
-    self.mesh = mesh
+    self.mesh, self.per_user_path = mesh, per_user_path
     n = len(examples)
     target = examples.examples.items[examples.examples.targets]
     self.target = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), target)),
@@ -289,6 +293,8 @@ class Evaluator:
   def __call__(self, params: Any) -> dict:
     per_user = metrics_lib.grouped_ranking_metrics(self.top_items(params), self.target,
                                                    cutoffs(self.config), "size")
+    if self.per_user_path and jax.process_index() == 0:
+      records.write_arrays(self.per_user_path, {**per_user, "user": self.examples.users})
     return records.prefixed(self.which, metrics_lib.mean_over_users(per_user))
 
 
@@ -324,7 +330,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
                                         length_penalty=config.length_penalty))
   valid = Evaluator(config, search_fn, trie, eval_examples(config, ds, tables, "valid"), "valid",
                     mesh)
-  test = Evaluator(config, search_fn, trie, eval_examples(config, ds, tables, "test"), "test", mesh)
+  test = Evaluator(config, search_fn, trie, eval_examples(config, ds, tables, "test"), "test", mesh,
+                   per_user_path=os.path.join(workdir, "test_per_user.npz"))
   sizes = {"data/users": ds.num_users, "data/items": ds.num_items,
            "data/train_examples": len(examples), "data/batches_per_epoch": batches.num_batches,
            "data/vocab_size": tokenizer.vocab_size, "data/id_file": id_path,

@@ -75,6 +75,11 @@ def test_short_run_writes_the_metrics_and_beats_popularity(straight):
   assert out["test/recall@10"] >= out["test/recall@5"] > 0
   lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   assert len(lines) == 1 and lines[0]["valid/ndcg@10"] == out["valid/ndcg@10"]
+  per_user = np.load(workdir / "test_per_user.npz")
+  assert per_user["ndcg@10"].shape == (2000,)
+  np.testing.assert_array_equal(np.sort(per_user["user"]), np.arange(2000))  # each user once
+  for name in ("ndcg@10", "recall@10"):
+    assert np.nanmean(per_user[name]) == pytest.approx(out[f"test/{name}"], rel=1e-12), name
   # The dataset-dependent files are in the workdir for later launches.
   assert {"ids.txt", "spiece.model", "gram_data.json"} <= set(os.listdir(workdir))
 

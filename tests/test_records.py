@@ -39,3 +39,16 @@ def test_write_report_keeps_the_notes_below_the_marker(tmp_path):
   text = open(path).read()
   assert text.startswith("# table v2\n" + records.NOTES_MARKER)
   assert "table v1" not in text and text.endswith("hand-written analysis\n")
+
+
+def test_paired_table_hand_case():
+  reference = {"recall@20": np.array([1.0, 1.0, 0.0, 1.0]), "ndcg@10": np.array([.5, .5, 0, np.nan])}
+  other = {"recall@20": np.array([0.0, 1.0, 0.0, 0.0]), "ndcg@10": np.array([.5, 0, 0, .5])}
+  rows = records.paired_table(reference, {"B": other, "no ndcg": {"recall@20": other["recall@20"]}},
+                              label="baseline")
+  # recall@20: differences 1, 0, 0, 1 -> mean .5, SE std([1,0,0,1], ddof=1) / 2 = .57735 / 2
+  # ndcg@10: users 0-2 only (NaN skipped): 0, .5, 0 -> mean 1/6, SE .288675 / sqrt(3)
+  assert rows == ["| baseline | Δ recall@20 ± SE | z | Δ ndcg@10 ± SE | z | users |",
+                  "|---|---|---|---|---|---|",
+                  "| B | +0.5000 ± 0.2887 | +1.7 | +0.1667 ± 0.1667 | +1.0 | 3 |"]
+  assert records.paired_table(reference, {}) == []
