@@ -148,7 +148,8 @@ def paired_section(dataset: str) -> list:
     return []
   return [f"GRAM (CPU preset) minus each variant on {dataset}, paired over the same test users "
           "(± the standard error of the mean per-user difference; z = difference / SE; a "
-          "positive difference means the ablated part helped):", "", *rows, ""]
+          "positive difference means the ablated part helped, and in the SASRec row that GRAM is "
+          "ahead):", "", *rows, ""]
 
 
 def table(dataset: str) -> list:
