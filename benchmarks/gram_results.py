@@ -121,6 +121,12 @@ def per_user(workdir: str) -> str:
   return os.path.join(workdir, "test_per_user.npz")
 
 
+def lacks_per_user(workdir: str) -> bool:
+  """A finished run from before test_per_user.npz existed."""
+  return os.path.exists(os.path.join(workdir, "metrics.json")) and not os.path.exists(
+      per_user(workdir))
+
+
 ABLATIONS = {"no_item_prompts": "w/o item prompts", "no_neighbours": "w/o collaborative neighbours",
              "random_ids": "random IDs", "no_prompt_positions": "w/o prompt positions",
              "authors_ids": "the authors' IDs"}
@@ -214,17 +220,15 @@ def main(_):
                  VARIANTS[variant] + list(_OVERRIDE.value))
       if _SASREC.value and not os.path.exists(os.path.join(sasrec_dir(dataset), "metrics.json")):
         launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset), ["--config.ks=(5,10,20)"])
-      # Runs that finished before test_per_user.npz existed: re-evaluate their best checkpoint.
+      # Re-evaluate the best checkpoint of finished runs that lack their per-user file.
       for variant in _VARIANTS.value:
         workdir = os.path.join(runs_dir, dataset, variant)
-        if os.path.exists(os.path.join(workdir, "metrics.json")) and not os.path.exists(
-            per_user(workdir)):
+        if lacks_per_user(workdir):
           launch(f"configs/gram.py:{dataset}{_SUFFIX.value}", workdir,
                  VARIANTS[variant] + list(_OVERRIDE.value) + ["--mode=eval"])
-      workdir = sasrec_dir(dataset)
-      if _SASREC.value and os.path.exists(os.path.join(workdir, "metrics.json")) and not (
-          os.path.exists(per_user(workdir))):
-        launch(f"configs/sasrec.py:{dataset}", workdir, ["--config.ks=(5,10,20)", "--mode=eval"])
+      if _SASREC.value and lacks_per_user(sasrec_dir(dataset)):
+        launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset),
+               ["--config.ks=(5,10,20)", "--mode=eval"])
   args = "".join(f" --{name}={value}" for name, value in (
       ("datasets", ",".join(_DATASETS.value)), ("variants", ",".join(_VARIANTS.value)),
       ("preset_suffix", _SUFFIX.value)) if value) + "".join(
