@@ -46,8 +46,10 @@ class TwoDenseAdapter(initialisers.LLMEmbTable):
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
     x = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
-    x = nn.Dense(self.dims // 2, kernel_init=initialisers.xavier_normal, name="adapter_0")(x)
-    return nn.Dense(self.hidden, kernel_init=initialisers.xavier_normal, name="adapter_1")(x)
+    for features, name in ((self.dims // 2, "adapter_0"), (self.hidden, "adapter_1")):
+      x = nn.Dense(features, kernel_init=initialisers.xavier_normal,
+                   bias_init=initialisers.torch_default_bias(x.shape[-1]), name=name)(x)
+    return x
 
 
 def step_ms(config, ds, init, batch) -> float:
