@@ -191,6 +191,11 @@ def cell(values, metric):
   return f"{np.mean(xs):.4f}{spread}"
 
 
+def devices(values):
+  """"cpu, H200, H200": the device each seed's run trained on, in seed order."""
+  return ", ".join(m.get("device", "?").replace("NVIDIA ", "") for m in values) or "—"
+
+
 def mean(values, metric):
   xs = [m[f"test/{metric}"] for m in values]
   return float(np.mean(xs)) if xs else float("nan")
@@ -199,8 +204,8 @@ def mean(values, metric):
 def dataset_section(dataset, runs, out_dir):
   lines = [f"## {dataset}", "", settings(dataset, runs),
            "Test metrics, mean ± std over seeds (n = number of finished seeds).", "",
-           "| initialiser | extractor | " + " | ".join(m.replace("@", "@") for m in METRICS) +
-           " | n | best epoch |", "|---" * (len(METRICS) + 4) + "|"]
+           "| initialiser | extractor | " + " | ".join(METRICS) + " | n | best epoch | ran on |",
+           "|---" * (len(METRICS) + 5) + "|"]
   rows = [("id", "")] + [(init, e) for e in _EXTRACTORS.value for init in _INITS.value if init != "id"]
   for init, extractor in rows:
     if init not in _INITS.value:
@@ -208,7 +213,8 @@ def dataset_section(dataset, runs, out_dir):
     values = runs.get((dataset, init, extractor, None), [])
     epochs = ", ".join(str(m.get("best/epoch", "?")) for m in values) or "—"
     lines.append(f"| {LABELS[init]} | {tag(extractor) or '—'} | " +
-                 " | ".join(cell(values, m) for m in METRICS) + f" | {len(values)} | {epochs} |")
+                 " | ".join(cell(values, m) for m in METRICS) +
+                 f" | {len(values)} | {epochs} | {devices(values)} |")
   lines += ["", ordering(dataset, runs), ""]
   for extractor in _EXTRACTORS.value:
     lines += paired_section(dataset, extractor)

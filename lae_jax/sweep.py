@@ -20,6 +20,10 @@ import scipy.sparse as sp
 from lae_jax import closed_forms
 from lae_jax import linalg
 
+# Full float32 products: accelerators' default float32 matmul (TF32 on NVIDIA GPUs) perturbs the
+# closed-form scores enough to reorder items (solve.lae_scores).
+HIGHEST = jax.lax.Precision.HIGHEST
+
 
 class Eigen(NamedTuple):
   values: jax.Array    # [n] eigenvalues s of G (>= 0 up to round-off)
@@ -45,7 +49,7 @@ def sweep_params(eigen: Eigen, lam: float, xi: float) -> tuple[SweepParams, jax.
   xi = 1: LAE, xi = 0: EASE, 0 < xi < 1: RLAE (see closed_forms.relaxed_b).
   """
   weights = 1.0 / (eigen.values + lam)
-  p_diag = (eigen.vectors * eigen.vectors) @ weights
+  p_diag = jnp.matmul(eigen.vectors * eigen.vectors, weights, precision=HIGHEST)
   gamma = jnp.full_like(p_diag, lam)
   scale, active = closed_forms.diag_scale(p_diag, gamma, xi)
   return SweepParams(eigen.vectors, weights, scale), jnp.sum(active, dtype=jnp.int32)
@@ -53,5 +57,5 @@ def sweep_params(eigen: Eigen, lam: float, xi: float) -> tuple[SweepParams, jax.
 
 def sweep_scores(params: SweepParams, fold_in: jax.Array) -> jax.Array:
   """Scores [batch, n] = X_u B(lambda) without forming B."""
-  projected = (fold_in @ params.vectors) * params.weights
-  return fold_in - (projected @ params.vectors.T) * params.scale
+  projected = jnp.matmul(fold_in, params.vectors, precision=HIGHEST) * params.weights
+  return fold_in - jnp.matmul(projected, params.vectors.T, precision=HIGHEST) * params.scale

@@ -187,3 +187,34 @@ def test_cpu_scorer_uses_sparse_products_with_the_dense_products_metrics():
   sparse = metrics_lib.evaluate(score_fn, params, eval_set, batch_inputs=batch_inputs, **kwargs)
   dense = metrics_lib.evaluate(solve.lae_scores, b, eval_set, **kwargs)
   assert sparse == pytest.approx(dense, abs=1e-6) and dense["num_users"] > 40
+
+
+def dot_precisions(closed_jaxpr):
+  """The `precision` of every dot_general in a jaxpr, nested jit bodies included."""
+  found = []
+  for eqn in closed_jaxpr.jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append(eqn.params["precision"])
+    for value in eqn.params.values():
+      if hasattr(value, "jaxpr") and hasattr(value, "consts"):  # a nested ClosedJaxpr (jit)
+        found += dot_precisions(value)
+  return found
+
+
+def test_device_scoring_products_ask_for_full_float32():
+  """On a GPU a default-precision float32 product runs in TF32 (10-bit mantissa): on an H200 it moved
+  EASE's ML-1M NDCG@100 from .4745 to .4743 (benchmarks/results/gpu_h200.md). Every product of the
+  on-device closed-form scoring asks for HIGHEST, so accelerators score as the CPU does."""
+  highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+  b, fold_in = jnp.ones((6, 6), jnp.float32), jnp.ones((3, 6), jnp.float32)
+  eigen = sweep.Eigen(jnp.ones(6, jnp.float32), jnp.eye(6, dtype=jnp.float32))
+  params, _ = sweep.sweep_params(eigen, 1.0, 0.5)
+  traced = {
+      "lae_scores": jax.make_jaxpr(solve.lae_scores)(b, fold_in),
+      "sweep_params": jax.make_jaxpr(lambda e: sweep.sweep_params(e, 1.0, 0.5))(eigen),
+      "sweep_scores": jax.make_jaxpr(sweep.sweep_scores)(params, fold_in),
+  }
+  for name, jaxpr in traced.items():
+    precisions = dot_precisions(jaxpr)
+    assert precisions, f"{name}: no matrix product traced"
+    assert all(p == highest for p in precisions), (name, precisions)

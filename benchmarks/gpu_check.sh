@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The checks of one GPU lease, run from the repo root on the accelerator machine:
+#
+#   bash benchmarks/gpu_check.sh a SECONDS   # env, GPU test subset, ACE grid with SmolLM2 embeddings
+#   bash benchmarks/gpu_check.sh b SECONDS   # env, speed benchmarks, ACE grid with MiniLM embeddings
+#
+# The machine reaches no network: ml-collections (and, should the image's flax/optax/orbax not run
+# our code, our pinned versions of them) come as wheels in .whl/; datasets and cached LLM item
+# embeddings in .gpu/ (git-ignored): .gpu/data/<dataset>/user_sequence.txt, .gpu/data_ml/ (ml-100k,
+# ml-1m for the LAE benchmark), .gpu/emb_<extractor>/<dataset>.npy (core/embed's cache rows, dense
+# item order). Everything the checks report lands in $OUT (default /tmp/gpu_out); the ACE runs go to
+# runs/ace/<dataset>/<init>_<extractor>/seed<N> as on a CPU, and come back as one tarball.
+# The carry limit (64 MiB) fits one extractor's embeddings per call: carry .whl, .gpu/data and
+# .gpu/emb_smollm2 for phase a; .whl, .gpu/data, .gpu/data_ml and .gpu/emb_minilm for phase b (a call
+# drops the ignored paths it does not carry, even on a warm machine). What one lease gave:
+# benchmarks/results/gpu_h200.md.
+set -u
+phase=${1:?phase a or b}
+budget=${2:?seconds this script may take}
+begin=$(date +%s)
+left() { echo $((budget - ($(date +%s) - begin))); }
+out=${OUT:-/tmp/gpu_out}
+mkdir -p "$out"
+exec > >(tee -a "$out/check_$phase.log") 2>&1
+
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export JAX_COMPILATION_CACHE_DIR=/tmp/jaxcache
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site
+
+smoke() {
+  rm -rf /tmp/smoke
+  timeout 240 python3 launch.py --config=configs/ace.py:synthetic_ace_bow --workdir=/tmp/smoke \
+    --config.epochs=1 --config.progress=False > /tmp/smoke.log 2>&1
+}
+if ! smoke; then
+  tail -5 /tmp/smoke.log
+  echo "the image's flax/optax/orbax failed the smoke run: installing our pins"
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/pins/*.whl
+  smoke || { tail -30 /tmp/smoke.log; echo "smoke run failed with our pins too"; exit 1; }
+fi
+python3 - <<'EOF' | tee "$out/env_$phase.txt"
+import importlib.metadata as m, jax
+print("device:", jax.devices()[0].device_kind, "x", jax.device_count(), jax.default_backend())
+print(" ".join(f"{p}={m.version(p)}" for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+                                              "ml-collections", "numpy", "scipy")))
+EOF
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee -a "$out/env_$phase.txt"
+echo "setup done at $(( $(date +%s) - begin ))s"
+
+# ACE grid: 'dataset init extractor seed' per line -> run_grid.py's job lines.
+ace_jobs() {
+  while read -r dataset init extractor seed; do
+    local preset="${dataset}_${init}" dir="runs/ace/$dataset/$init/seed$seed" extra=""
+    if [ "$init" != id ]; then
+      preset="${preset}_${extractor}"; dir="runs/ace/$dataset/${init}_${extractor}/seed$seed"
+      [ -f ".gpu/emb_$extractor/$dataset.npy" ] || continue
+      extra="--config.init.embed.precomputed=.gpu/emb_$extractor/$dataset.npy"
+    fi
+    echo "$dir --config=configs/ace.py:$preset --config.seed=$seed --config.data_dir=.gpu/data" \
+      "--config.progress=False $extra"
+  done
+}
+
+run_grid() {  # $1: job file; runs until 25 s before the budget, then packs the runs
+  python3 benchmarks/run_grid.py --jobs="$1" --parallel="${PARALLEL:-10}" \
+    --deadline_s=$(( $(left) - 25 )) --python=python3 | tee "$out/grid_$phase.log"
+  tar czf "$out/runs_$phase.tgz" --exclude=checkpoints runs/ace
+}
+
+if [ "$phase" = a ]; then
+  # alone, before the grid: its summary (-rfE) and junit file must survive; 8 workers share the GPU
+  timeout 200 python3 -m pytest -q -rfE -p no:cacheprovider -p no:benchmark -n 8 \
+    --junitxml="$out/tests_gpu.xml" tests/test_lae.py tests/test_ace.py tests/test_anisotropy.py \
+    tests/test_initialisers.py tests/test_sasrec.py tests/test_train.py tests/test_metrics.py \
+    tests/test_checkpoint.py tests/test_beam_search.py tests/test_t5.py tests/test_dropout.py \
+    > "$out/tests_gpu.log" 2>&1
+  echo "tests exit $? at $(( $(date +%s) - begin ))s"; tail -25 "$out/tests_gpu.log"
+  ace_jobs > /tmp/grid_a.txt <<'EOF'
+amazon_beauty whitenrec smollm2 0
+amazon_beauty llmemb smollm2 0
+amazon_beauty alphafuse smollm2 0
+amazon_beauty whitenrec_plus smollm2 0
+amazon_toys whitenrec smollm2 0
+amazon_toys llmemb smollm2 0
+amazon_toys alphafuse smollm2 0
+amazon_toys whitenrec_plus smollm2 0
+amazon_beauty ace smollm2 1
+amazon_beauty ace smollm2 2
+amazon_toys ace smollm2 1
+amazon_toys ace smollm2 2
+amazon_beauty llm2x smollm2 1
+amazon_beauty llm2x smollm2 2
+amazon_toys llm2x smollm2 1
+amazon_toys llm2x smollm2 2
+amazon_beauty id - 1
+amazon_beauty id - 2
+amazon_toys id - 1
+amazon_toys id - 2
+amazon_beauty raw smollm2 1
+amazon_beauty raw smollm2 2
+amazon_toys raw smollm2 1
+amazon_toys raw smollm2 2
+EOF
+  # the device-to-device check: a seed-0 row the CPU already ran, again on this GPU
+  echo "runs/ace/gpu_check/amazon_beauty/ace_smollm2/seed0 --config=configs/ace.py:amazon_beauty_ace_smollm2" \
+    "--config.seed=0 --config.data_dir=.gpu/data --config.progress=False" \
+    "--config.init.embed.precomputed=.gpu/emb_smollm2/amazon_beauty.npy" >> /tmp/grid_a.txt
+  run_grid /tmp/grid_a.txt
+else
+  bench() {  # $1: name, then the command; each gets at most 70 s
+    echo "== $1"; shift
+    timeout 70 "$@" || echo "(exit $?)"
+  }
+  bench lae python3 benchmarks/lae_speed.py --data_dir=.gpu/data_ml --out="$out/lae_speed_gpu.md"
+  bench seqrec python3 benchmarks/seqrec_speed.py --data_dir=.gpu/data --pack_multiple=8 \
+    --out="$out/seqrec_speed_gpu.md"
+  bench gram python3 benchmarks/gram_decode_speed.py --out="$out/gram_decode_speed_gpu.md"
+  echo "benchmarks done at $(( $(date +%s) - begin ))s"
+  # phase a's unfinished runs first: their checkpoints stay on a warm machine, but a call drops the
+  # ignored paths it does not carry, so only those whose embeddings came again can resume
+  { for f in .gpu/emb_*/; do grep -h "precomputed=$f" /tmp/grid_a.txt 2>/dev/null; done
+    grep -h "configs/ace.py:[a-z_]*_id " /tmp/grid_a.txt 2>/dev/null; ace_jobs <<'EOF'
+amazon_beauty ace minilm 0
+amazon_toys ace minilm 0
+amazon_beauty raw minilm 0
+amazon_toys raw minilm 0
+amazon_beauty llm2x minilm 0
+amazon_toys llm2x minilm 0
+amazon_beauty whitenrec minilm 0
+amazon_toys whitenrec minilm 0
+amazon_beauty alphafuse minilm 0
+amazon_toys alphafuse minilm 0
+amazon_beauty llmemb minilm 0
+amazon_toys llmemb minilm 0
+amazon_beauty whitenrec_plus minilm 0
+amazon_toys whitenrec_plus minilm 0
+EOF
+  } > /tmp/grid_b.txt
+  run_grid /tmp/grid_b.txt
+fi
+echo "phase $phase done at $(( $(date +%s) - begin ))s"
