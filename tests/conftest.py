@@ -2,7 +2,13 @@
 
 import os
 
+import jax
 import pytest
+
+# Tests compare against float32/float64 references; on a GPU a default-precision float32 product runs
+# in TF32 (10-bit mantissa), so the whole session asks for full float32 on every backend. Code that
+# needs full precision in production says so itself (lae_jax's scoring, lae_jax/ace.py).
+jax.config.update("jax_default_matmul_precision", "highest")
 
 
 @pytest.fixture(scope="session")
