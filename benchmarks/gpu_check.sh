@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The checks of one GPU lease, run from the repo root on the accelerator machine:
 #
-#   bash benchmarks/gpu_check.sh a SECONDS   # env, GPU test subset, ACE grid with SmolLM2 embeddings
-#   bash benchmarks/gpu_check.sh b SECONDS   # env, speed benchmarks, ACE grid with MiniLM embeddings
+#   bash benchmarks/gpu_check.sh plan        # HERE, first: .gpu/plan/rows_{a,b}.txt, the ACE rows
+#                                            # (dataset init extractor seed) not finished in runs/ace
+#   bash benchmarks/gpu_check.sh a SECONDS   # there: env, GPU test subset, ACE grid with SmolLM2
+#   bash benchmarks/gpu_check.sh b SECONDS   # there: env, speed benchmarks, ACE grid with MiniLM
 #
 # The machine reaches no network: ml-collections (and, should the image's flax/optax/orbax not run
 # our code, our pinned versions of them) come as wheels in .whl/; datasets and cached LLM item
@@ -11,11 +13,32 @@
 # item order). Everything the checks report lands in $OUT (default /tmp/gpu_out); the ACE runs go to
 # runs/ace/<dataset>/<init>_<extractor>/seed<N> as on a CPU, and come back as one tarball.
 # The carry limit (64 MiB) fits one extractor's embeddings per call: carry .whl, .gpu/data and
-# .gpu/emb_smollm2 for phase a; .whl, .gpu/data, .gpu/data_ml and .gpu/emb_minilm for phase b (a call
-# drops the ignored paths it does not carry, even on a warm machine). What one lease gave:
+# .gpu/emb_smollm2 for phase a; .whl, .gpu/data, .gpu/data_ml and .gpu/emb_minilm for phase b, and
+# .gpu/plan for both (a call drops the ignored paths it does not carry, even on a warm machine). What one lease gave:
 # benchmarks/results/gpu_h200.md.
 set -u
-phase=${1:?phase a or b}
+phase=${1:?phase plan, a or b}
+
+# Every ACE row of the issue, seed 0 of all first: 'dataset init extractor seed'.
+ace_rows() {  # $1: extractor
+  local seed dataset init
+  for seed in 0 1 2; do for dataset in amazon_beauty amazon_toys; do
+    for init in ace whitenrec llmemb alphafuse whitenrec_plus llm2x raw; do
+      echo "$dataset $init $1 $seed"; done
+    [ "$1" = smollm2 ] && echo "$dataset id - $seed"
+  done; done
+}
+if [ "$phase" = plan ]; then  # on the machine that holds runs/ace: keep the rows not finished there
+  mkdir -p .gpu/plan
+  for pair in a:smollm2 b:minilm; do
+    ace_rows "${pair#*:}" | while read -r dataset init extractor seed; do
+      name=$init; [ "$init" = id ] || name=${init}_$extractor
+      [ -f "runs/ace/$dataset/$name/seed$seed/metrics.json" ] || echo "$dataset $init $extractor $seed"
+    done > ".gpu/plan/rows_${pair%%:*}.txt"
+    echo "phase ${pair%%:*}: $(wc -l < ".gpu/plan/rows_${pair%%:*}.txt") rows to run"
+  done
+  exit 0
+fi
 budget=${2:?seconds this script may take}
 begin=$(date +%s)
 left() { echo $((budget - ($(date +%s) - begin))); }
@@ -76,36 +99,7 @@ if [ "$phase" = a ]; then
     tests/test_checkpoint.py tests/test_beam_search.py tests/test_t5.py tests/test_dropout.py \
     > "$out/tests_gpu.log" 2>&1
   echo "tests exit $? at $(( $(date +%s) - begin ))s"; tail -25 "$out/tests_gpu.log"
-  ace_jobs > /tmp/grid_a.txt <<'EOF'
-amazon_beauty whitenrec smollm2 0
-amazon_beauty llmemb smollm2 0
-amazon_beauty alphafuse smollm2 0
-amazon_beauty whitenrec_plus smollm2 0
-amazon_toys whitenrec smollm2 0
-amazon_toys llmemb smollm2 0
-amazon_toys alphafuse smollm2 0
-amazon_toys whitenrec_plus smollm2 0
-amazon_beauty ace smollm2 1
-amazon_beauty ace smollm2 2
-amazon_toys ace smollm2 1
-amazon_toys ace smollm2 2
-amazon_beauty llm2x smollm2 1
-amazon_beauty llm2x smollm2 2
-amazon_toys llm2x smollm2 1
-amazon_toys llm2x smollm2 2
-amazon_beauty id - 1
-amazon_beauty id - 2
-amazon_toys id - 1
-amazon_toys id - 2
-amazon_beauty raw smollm2 1
-amazon_beauty raw smollm2 2
-amazon_toys raw smollm2 1
-amazon_toys raw smollm2 2
-EOF
-  # the device-to-device check: a seed-0 row the CPU already ran, again on this GPU
-  echo "runs/ace/gpu_check/amazon_beauty/ace_smollm2/seed0 --config=configs/ace.py:amazon_beauty_ace_smollm2" \
-    "--config.seed=0 --config.data_dir=.gpu/data --config.progress=False" \
-    "--config.init.embed.precomputed=.gpu/emb_smollm2/amazon_beauty.npy" >> /tmp/grid_a.txt
+  ace_jobs < .gpu/plan/rows_a.txt > /tmp/grid_a.txt
   run_grid /tmp/grid_a.txt
 else
   bench() {  # $1: name, then the command; each gets at most 70 s
@@ -120,22 +114,7 @@ else
   # phase a's unfinished runs first: their checkpoints stay on a warm machine, but a call drops the
   # ignored paths it does not carry, so only those whose embeddings came again can resume
   { for f in .gpu/emb_*/; do grep -h "precomputed=$f" /tmp/grid_a.txt 2>/dev/null; done
-    grep -h "configs/ace.py:[a-z_]*_id " /tmp/grid_a.txt 2>/dev/null; ace_jobs <<'EOF'
-amazon_beauty ace minilm 0
-amazon_toys ace minilm 0
-amazon_beauty raw minilm 0
-amazon_toys raw minilm 0
-amazon_beauty llm2x minilm 0
-amazon_toys llm2x minilm 0
-amazon_beauty whitenrec minilm 0
-amazon_toys whitenrec minilm 0
-amazon_beauty alphafuse minilm 0
-amazon_toys alphafuse minilm 0
-amazon_beauty llmemb minilm 0
-amazon_toys llmemb minilm 0
-amazon_beauty whitenrec_plus minilm 0
-amazon_toys whitenrec_plus minilm 0
-EOF
+    ace_jobs < .gpu/plan/rows_b.txt
   } > /tmp/grid_b.txt
   run_grid /tmp/grid_b.txt
 fi
