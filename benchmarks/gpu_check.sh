@@ -5,6 +5,7 @@
 #                                            # (dataset init extractor seed) not finished in runs/ace
 #   bash benchmarks/gpu_check.sh a SECONDS   # there: env, GPU test subset, ACE grid with SmolLM2
 #   bash benchmarks/gpu_check.sh b SECONDS   # there: env, speed benchmarks, ACE grid with MiniLM
+#   bash benchmarks/gpu_check.sh c SECONDS   # there: env, every GRAM variant on Beauty and Toys
 #
 # The machine reaches no network: ml-collections (and, should the image's flax/optax/orbax not run
 # our code, our pinned versions of them) come as wheels in .whl/; datasets and cached LLM item
@@ -14,7 +15,8 @@
 # runs/ace/<dataset>/<init>_<extractor>/seed<N> as on a CPU, and come back as one tarball.
 # The carry limit (64 MiB) fits one extractor's embeddings per call: carry .whl, .gpu/data and
 # .gpu/emb_smollm2 for phase a; .whl, .gpu/data, .gpu/data_ml and .gpu/emb_minilm for phase b, and
-# .gpu/plan for both (a call drops the ignored paths it does not carry, even on a warm machine). What one lease gave:
+# .gpu/plan for both; .whl, .gpu/plan, .gpu/data_gram (whole dataset folders) and .gpu/emb_minilm for
+# phase c (a call drops the ignored paths it does not carry, even on a warm machine). What one lease gave:
 # benchmarks/results/gpu_h200.md.
 set -u
 phase=${1:?phase plan, a or b}
@@ -37,6 +39,19 @@ if [ "$phase" = plan ]; then  # on the machine that holds runs/ace: keep the row
     done > ".gpu/plan/rows_${pair%%:*}.txt"
     echo "phase ${pair%%:*}: $(wc -l < ".gpu/plan/rows_${pair%%:*}.txt") rows to run"
   done
+  # GRAM: every variant of gram_results.py on both datasets, all on the GPU (one device for the
+  # whole table), into runs/gram_gpu; MiniLM IDs from the carried embeddings
+  python - > .gpu/plan/grid_c.txt <<'EOF'
+import os
+from benchmarks.gram_results import VARIANTS
+for dataset in ("amazon_beauty", "amazon_toys"):
+  for variant, flags in VARIANTS.items():
+    workdir = f"runs/gram_gpu/{dataset}/{variant}"
+    if not os.path.exists(f"{workdir}/metrics.json"):
+      print(workdir, f"--config=configs/gram.py:{dataset} --config.data_dir=.gpu/data_gram",
+            f"--config.progress=False --config.ids.embeddings=.gpu/emb_minilm/{dataset}.npy", *flags)
+EOF
+  echo "phase c: $(wc -l < .gpu/plan/grid_c.txt) GRAM runs to run"
   exit 0
 fi
 budget=${2:?seconds this script may take}
@@ -85,13 +100,15 @@ ace_jobs() {
   done
 }
 
-run_grid() {  # $1: job file; runs until 25 s before the budget, then packs the runs
+run_grid() {  # $1: job file, [$2: runs folder to pack]; runs until 25 s before the budget
   python3 benchmarks/run_grid.py --jobs="$1" --parallel="${PARALLEL:-10}" \
     --deadline_s=$(( $(left) - 25 )) --python=python3 | tee "$out/grid_$phase.log"
-  tar czf "$out/runs_$phase.tgz" --exclude=checkpoints runs/ace
+  tar czf "$out/runs_$phase.tgz" --exclude=checkpoints "${2:-runs/ace}"
 }
 
-if [ "$phase" = a ]; then
+if [ "$phase" = c ]; then
+  run_grid .gpu/plan/grid_c.txt runs/gram_gpu
+elif [ "$phase" = a ]; then
   # alone, before the grid: its summary (-rfE) and junit file must survive; 8 workers share the GPU
   timeout 200 python3 -m pytest -q -rfE -p no:cacheprovider -p no:benchmark -n 8 \
     --junitxml="$out/tests_gpu.xml" tests/test_lae.py tests/test_ace.py tests/test_anisotropy.py \
