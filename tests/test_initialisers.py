@@ -94,7 +94,10 @@ _TRAIN_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def trained():
-  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0", PYTHONPATH=ROOT)
+  # ROOT goes in front of the caller's PYTHONPATH, not instead of it (the GPU machine's packages
+  # came through PYTHONPATH: replacing it turned all 8 tests below into errors there)
+  path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0", PYTHONPATH=path)
   result = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT], cwd=ROOT, capture_output=True,
                           text=True, timeout=900, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
