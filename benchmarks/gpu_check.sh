@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The checks of one GPU lease, run from the repo root on the accelerator machine:
 #
-#   bash benchmarks/gpu_check.sh plan        # HERE, first: .gpu/plan/rows_{a,b}.txt, the ACE rows
-#                                            # (dataset init extractor seed) not finished in runs/ace
+#   bash benchmarks/gpu_check.sh plan        # HERE, first (venv active): .gpu/plan/, the ACE rows
+#                                            # and GRAM runs not finished in runs/ace, runs/gram_gpu
 #   bash benchmarks/gpu_check.sh a SECONDS   # there: env, GPU test subset, ACE grid with SmolLM2
 #   bash benchmarks/gpu_check.sh b SECONDS   # there: env, speed benchmarks, ACE grid with MiniLM
 #   bash benchmarks/gpu_check.sh c SECONDS   # there: env, every GRAM variant on Beauty and Toys
@@ -19,7 +19,7 @@
 # phase c (a call drops the ignored paths it does not carry, even on a warm machine). What one lease gave:
 # benchmarks/results/gpu_h200.md.
 set -u
-phase=${1:?phase plan, a or b}
+phase=${1:?phase plan, a, b or c}
 
 # Every ACE row of the issue, seed 0 of all first: 'dataset init extractor seed'.
 ace_rows() {  # $1: extractor
