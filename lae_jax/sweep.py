@@ -19,10 +19,7 @@ import scipy.sparse as sp
 
 from lae_jax import closed_forms
 from lae_jax import linalg
-
-# Full float32 products: accelerators' default float32 matmul (TF32 on NVIDIA GPUs) perturbs the
-# closed-form scores enough to reorder items (solve.lae_scores).
-HIGHEST = jax.lax.Precision.HIGHEST
+from lae_jax.ace import HIGHEST  # full float32 products, as solve.lae_scores says why
 
 
 class Eigen(NamedTuple):

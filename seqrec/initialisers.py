@@ -232,7 +232,7 @@ def raw_truncation(x: np.ndarray, k: int, method: str) -> np.ndarray:
   """[n, k] E V_k (top-k right singular directions, uncentred) or the first k coordinates."""
   if method == "svd":
     return np.asarray(jnp.matmul(jnp.asarray(x, jnp.float32), ace.gram_spectrum(x).vectors[:, :k],
-                                 precision=jax.lax.Precision.HIGHEST))
+                                 precision=ace.HIGHEST))
   if method == "first":
     return x[:, :k]
   raise ValueError(f"config.init.raw_method={method!r}: use 'svd' or 'first'")

@@ -206,20 +206,16 @@ def test_device_scoring_products_ask_for_full_float32():
   EASE's ML-1M NDCG@100 from .4745 to .4743 (benchmarks/results/gpu_h200.md). Every product of the
   on-device closed-form scoring asks for HIGHEST, so accelerators score as the CPU does. (Traced under
   the default precision: conftest.py raises the session's default, which would hide a missing one.)"""
-  with jax.default_matmul_precision("default"):
-    _check_scoring_precisions()
-
-
-def _check_scoring_precisions():
   highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
   b, fold_in = jnp.ones((6, 6), jnp.float32), jnp.ones((3, 6), jnp.float32)
   eigen = sweep.Eigen(jnp.ones(6, jnp.float32), jnp.eye(6, dtype=jnp.float32))
-  params, _ = sweep.sweep_params(eigen, 1.0, 0.5)
-  traced = {
-      "lae_scores": jax.make_jaxpr(solve.lae_scores)(b, fold_in),
-      "sweep_params": jax.make_jaxpr(lambda e: sweep.sweep_params(e, 1.0, 0.5))(eigen),
-      "sweep_scores": jax.make_jaxpr(sweep.sweep_scores)(params, fold_in),
-  }
+  with jax.default_matmul_precision("default"):
+    params, _ = sweep.sweep_params(eigen, 1.0, 0.5)
+    traced = {
+        "lae_scores": jax.make_jaxpr(solve.lae_scores)(b, fold_in),
+        "sweep_params": jax.make_jaxpr(lambda e: sweep.sweep_params(e, 1.0, 0.5))(eigen),
+        "sweep_scores": jax.make_jaxpr(sweep.sweep_scores)(params, fold_in),
+    }
   for name, jaxpr in traced.items():
     precisions = dot_precisions(jaxpr)
     assert precisions, f"{name}: no matrix product traced"
