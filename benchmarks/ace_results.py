@@ -15,6 +15,12 @@ anisotropy columns describe each initial item table as the model starts from it 
 here with core/anisotropy.py; the plots (spectra, metric against lambda, validation curves of
 every initialiser, unfinished runs included) are PNGs next to the report. Hand-written notes below the
 marker at the end of the report are kept when it is regenerated.
+
+Run folders do not travel with the repository, so each finished run's small outputs (metrics,
+validation log, config, per-user test metrics; no checkpoints) are copied into ace_runs/ beside the
+report, which is committed: a run whose folder is gone is read from there, and the anisotropy of the
+initial tables is archived there too (--recompute_anisotropy to redo it). Rows whose runs were lost
+before the archive existed come from ace_earlier.json (the report's text at the time) and are marked.
 """
 
 import json
@@ -46,6 +52,9 @@ LABELS = {"id": "ID only", "raw": "raw LLM (top-k SVD)", "llm2x": "LLM2X (PCA)",
 PAPER = ("The paper reports ACE above every baseline; secondary summaries quote SASRec Recall@20 on "
          "Beauty .1288 (ACE) vs .1263 (AlphaFuse) with OpenAI embeddings (unverified: the paper's "
          "tables could not be read here).")
+LOST = ("‡ The run folders of these rows were lost with an earlier machine, before finished runs "
+        "were archived in ace_runs/; their cells are the report's text at commit 674bcc1, kept in "
+        "ace_earlier.json (orderings and λ plots computed from these rounded cells).")
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/ace", "runs go to <runs_dir>/<dataset>/...")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")
@@ -57,7 +66,15 @@ _LAMS = flags.DEFINE_list("lams", ["0", "10", "50", "200", "1000", "5000"], "ACE
 _LAM_SEEDS = flags.DEFINE_list("lam_seeds", None, "seeds of the sweep (default: --seeds)")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "extra --config.x=y arguments for every run")
 _RUN = flags.DEFINE_bool("run", True, "run the configurations whose metrics.json is missing")
+_RECOMPUTE = flags.DEFINE_bool("recompute_anisotropy", False,
+                               "recompute the initial tables' anisotropy even when archived")
 _OUT = flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/ace.md"), "markdown output")
+_ARCHIVE = flags.DEFINE_string(
+    "archive_dir", None, "committed copies of finished runs' small outputs, read where a run folder "
+    "is gone (default: ace_runs/ beside --out)")
+_EARLIER = flags.DEFINE_string(
+    "earlier", None, "cells of rows whose runs (and archive) were lost, used where no run is found "
+    "(default: ace_earlier.json beside --out)")
 
 
 def preset(dataset, init, extractor):
@@ -75,6 +92,31 @@ def workdir(dataset, init, extractor, seed, lam=None):
   return os.path.abspath(os.path.join(*parts, f"seed{seed}"))
 
 
+def archive_root():
+  return _ARCHIVE.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "ace_runs")
+
+
+def archived(folder):
+  """The archive's copy of a run folder under --runs_dir."""
+  return os.path.join(archive_root(), os.path.relpath(folder, os.path.abspath(_RUNS_DIR.value)))
+
+
+def source(folder):
+  """Where to read a run: its folder when finished, else its archived copy, else its folder."""
+  return records.run_source(folder, archived(folder))
+
+
+def earlier(key):
+  """What the report whose runs were lost said under `key` (None when it said nothing)."""
+  path = _EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
+                                        "ace_earlier.json")
+  return json.load(open(path)).get(key) if os.path.exists(path) else None
+
+
+def row_key(dataset, init, extractor, lam=None):
+  return f"{dataset}|{init}|{tag(extractor)}|{'' if lam is None else f'{lam:g}'}"
+
+
 def launch_args(dataset, init, extractor, seed, lam=None):
   args = [f"--config=configs/ace.py:{preset(dataset, init, extractor)}", f"--config.seed={seed}",
           f"--config.data_dir={_DATA_DIR.value}", "--config.progress=False", *_OVERRIDES.value]
@@ -86,10 +128,13 @@ def ensure_run(dataset, init, extractor, seed, lam=None):
   predates test_per_user.npz with --mode=eval); returns the metrics or None."""
   folder = workdir(dataset, init, extractor, seed, lam)
   path = os.path.join(folder, "metrics.json")
-  if _RUN.value and not os.path.exists(path):
+  if _RUN.value and not os.path.exists(os.path.join(source(folder), "metrics.json")):
     launch(folder, launch_args(dataset, init, extractor, seed, lam))
   if _RUN.value and os.path.exists(path) and not os.path.exists(per_user_path(folder)):
     launch(folder, launch_args(dataset, init, extractor, seed, lam) + ["--mode=eval"])
+  if os.path.exists(path):
+    records.archive_run(folder, archived(folder))
+  path = os.path.join(source(folder), "metrics.json")
   return json.load(open(path)) if os.path.exists(path) else None
 
 
@@ -176,6 +221,22 @@ def table_anisotropy(dataset, extractor):
   return out, (spectrum if "llm" in out else None), hidden
 
 
+def archived_anisotropy(dataset, extractor):
+  """table_anisotropy's result, from the archive when it holds every table asked for (computing
+  it needs the embeddings: minutes, or an extraction on a new machine); else computed and archived."""
+  path = os.path.join(archive_root(), dataset, f"anisotropy_{tag(extractor)}.json")
+  needed = set(_INITS.value) | {f"ace_lam{lam:g}" for lam in sweep_lams() if "ace" in _INITS.value}
+  if os.path.exists(path) and not _RECOMPUTE.value:
+    cached = json.load(open(path))
+    if needed <= set(cached["stats"]):
+      spectrum = cached["spectrum"]
+      return cached["stats"], None if spectrum is None else np.array(spectrum), cached["hidden"]
+  stats, spectrum, hidden = table_anisotropy(dataset, extractor)
+  records.write_json(path, {"stats": stats, "hidden": hidden,
+                            "spectrum": None if spectrum is None else np.asarray(spectrum).tolist()})
+  return stats, spectrum, hidden
+
+
 def summary(table):
   s = anisotropy.singular_values(table)
   return {"dims": table.shape[1], "mean_cosine": anisotropy.mean_pairwise_cosine(table),
@@ -207,14 +268,19 @@ def dataset_section(dataset, runs, out_dir):
            "| initialiser | extractor | " + " | ".join(METRICS) + " | n | best epoch | ran on |",
            "|---" * (len(METRICS) + 5) + "|"]
   rows = [("id", "")] + [(init, e) for e in _EXTRACTORS.value for init in _INITS.value if init != "id"]
+  lost = False
   for init, extractor in rows:
     if init not in _INITS.value:
       continue
     values = runs.get((dataset, init, extractor, None), [])
     epochs = ", ".join(str(m.get("best/epoch", "?")) for m in values) or "—"
-    lines.append(f"| {LABELS[init]} | {tag(extractor) or '—'} | " +
-                 " | ".join(cell(values, m) for m in METRICS) +
-                 f" | {len(values)} | {epochs} | {devices(values)} |")
+    cells = [cell(values, m) for m in METRICS] + [str(len(values)), epochs, devices(values)]
+    old = None if values else earlier(row_key(dataset, init, extractor))
+    if old:
+      cells, lost = old["cells"] + [str(old["n"]), old["epochs"], old["ran_on"] + " ‡"], True
+    lines.append(f"| {LABELS[init]} | {tag(extractor) or '—'} | " + " | ".join(cells) + " |")
+  if lost:
+    lines += ["", LOST]
   lines += ["", ordering(dataset, runs), ""]
   for extractor in _EXTRACTORS.value:
     lines += paired_section(dataset, extractor)
@@ -225,10 +291,19 @@ def dataset_section(dataset, runs, out_dir):
   return lines
 
 
+def row_means(dataset, init, extractor, runs, lam=None):
+  """{metric: mean over seeds} of a row, from its runs or else from the earlier report's cells."""
+  values = runs.get((dataset, init, "" if init == "id" else extractor, lam), [])
+  if values:
+    return {m: mean(values, m) for m in METRICS}
+  old = earlier(row_key(dataset, init, "" if init == "id" else extractor, lam))
+  return {m: float(c.split(" ± ")[0]) for m, c in zip(METRICS, old["cells"])} if old else {}
+
+
 def settings(dataset, runs):
   """The resolved SASRec settings of the dataset's runs (from a run's config.json)."""
   for (d, init, extractor, lam), values in runs.items():
-    path = os.path.join(workdir(d, init, extractor, 0, lam), "config.json")
+    path = os.path.join(source(workdir(d, init, extractor, 0, lam)), "config.json")
     if d == dataset and values and os.path.exists(path):
       c = json.load(open(path))
       m = c["model"]
@@ -236,15 +311,15 @@ def settings(dataset, runs):
               f"inner {m['inner']}, dropout {m['dropout']}/{m['attention_dropout']}, max length "
               f"{c['max_len']}, batch {c['batch_size']}, Adam lr {c['learning_rate']}, at most "
               f"{c['epochs']} epochs, patience {c['patience']} on {c['early_stop_metric']}.\n")
-  return ""
+  return earlier(f"settings|{dataset}") or ""
 
 
 def ordering(dataset, runs):
   """A plain statement of where ACE stands against the best baseline, per extractor (Recall@20)."""
   parts = []
   for extractor in _EXTRACTORS.value:
-    scores = {init: mean(runs.get((dataset, init, "" if init == "id" else extractor, None), []),
-                         "recall@20") for init in _INITS.value}
+    scores = {init: row_means(dataset, init, extractor, runs).get("recall@20", float("nan"))
+              for init in _INITS.value}
     scores = {k: v for k, v in scores.items() if np.isfinite(v)}
     if "ace" not in scores or len(scores) < 2:
       continue
@@ -258,13 +333,14 @@ def ordering(dataset, runs):
 
 def paired_section(dataset, extractor):
   """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors."""
-  ace = per_user_path(workdir(dataset, "ace", extractor, 0))
+  ace = per_user_path(source(workdir(dataset, "ace", extractor, 0)))
   if not os.path.exists(ace):
-    return []
+    old = earlier(f"paired|{dataset}|{tag(extractor)}")
+    return [f"{old[0]} ‡", "", *old[1:], ""] if old else []
   ace = np.load(ace)
   others = {}
   for init in _INITS.value:
-    path = per_user_path(workdir(dataset, init, "" if init == "id" else extractor, 0))
+    path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0)))
     if init != "ace" and os.path.exists(path):
       others[LABELS[init]] = np.load(path)
   rows = records.paired_table(ace, others, label="baseline")
@@ -278,43 +354,57 @@ def paired_section(dataset, extractor):
 
 def curves_section(dataset, extractor, out_dir):
   """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included."""
-  curves = {}
+  curves, lost = {}, False
   for init in _INITS.value:
-    folder = workdir(dataset, init, "" if init == "id" else extractor, 0)
+    folder = source(workdir(dataset, init, "" if init == "id" else extractor, 0))
     lines = plots.read_validations(folder)
     if lines:
       running = not os.path.exists(os.path.join(folder, "metrics.json"))
       curves[LABELS[init] + (" (training)" if running else "")] = lines
+    lost |= not lines and bool(earlier(row_key(dataset, init, extractor)))
+  png = f"ace_{dataset}_{tag(extractor)}_curves.png"
+  link = f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})" + (
+      " (runs marked ‡ are in it only if it was drawn before they were lost)" if lost else "")
+  if lost and os.path.exists(os.path.join(out_dir, png)):  # redrawing would drop the lost runs
+    return [link, ""]
   if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
     return []
-  png = f"ace_{dataset}_{tag(extractor)}_curves.png"
   plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
                              title=f"SASRec on {dataset} ({tag(extractor)}), seed 0")
-  return [f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})", ""]
+  return [link, ""]
 
 
 def lambda_section(dataset, extractor, runs, out_dir):
-  records = [{"lam": lam, **{f"test/{m}": v[f"test/{m}"] for m in METRICS}}
-             for lam in sweep_lams() for v in runs.get((dataset, "ace", extractor, lam), [])]
-  if not records:
+  points = []  # one per seed; the earlier report's mean where a lambda's runs were lost
+  for lam in sweep_lams():
+    values = runs.get((dataset, "ace", extractor, lam), [])
+    values = values or [{f"test/{m}": v for m, v in row_means(dataset, "ace", extractor, runs,
+                                                               lam).items()}]
+    points += [{"lam": lam, **{f"test/{m}": v[f"test/{m}"] for m in METRICS}} for v in values
+               if "test/ndcg@20" in v]
+  if not points:
     return []
-  reference = {LABELS[i]: mean(runs.get((dataset, i, "" if i == "id" else extractor, None), []),
-                               "ndcg@20") for i in ("id", "raw") if i in _INITS.value}
+  reference = {LABELS[i]: row_means(dataset, i, extractor, runs).get("ndcg@20", float("nan"))
+               for i in ("id", "raw") if i in _INITS.value}
   reference = {k: v for k, v in reference.items() if np.isfinite(v)}
   png = f"ace_{dataset}_{tag(extractor)}_lambda.png"
-  ace_plots.plot_metric_vs_lambda(records, "test/ndcg@20", os.path.join(out_dir, png), reference,
+  ace_plots.plot_metric_vs_lambda(points, "test/ndcg@20", os.path.join(out_dir, png), reference,
                                   title=f"ACE on {dataset} ({tag(extractor)}): NDCG@20 against λ")
   lines = [f"### ACE λ sensitivity, {tag(extractor)}", "", f"![NDCG@20 against λ]({png})", "",
            "| λ | " + " | ".join(METRICS) + " | n |", "|---" * (len(METRICS) + 2) + "|"]
   for lam in sweep_lams():
     values = runs.get((dataset, "ace", extractor, lam), [])
-    lines.append(f"| {lam:g} | " + " | ".join(cell(values, m) for m in METRICS) + f" | {len(values)} |")
+    cells = [cell(values, m) for m in METRICS] + [str(len(values))]
+    old = None if values else earlier(row_key(dataset, "ace", extractor, lam))
+    if old:
+      cells = old["cells"] + [f"{old['n']} ‡"]
+    lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
   return lines + [""]
 
 
 def anisotropy_section(dataset, extractor, out_dir):
   try:
-    stats, spectrum, hidden = table_anisotropy(dataset, extractor)
+    stats, spectrum, hidden = archived_anisotropy(dataset, extractor)
   except (ValueError, FileNotFoundError) as error:  # e.g. embeddings not cached / computable here
     return [f"Anisotropy of the initial tables ({tag(extractor)}): not computed ({error}).", ""]
   lines = [f"### Anisotropy of the initial item tables, {tag(extractor)}", "",
@@ -322,22 +412,24 @@ def anisotropy_section(dataset, extractor, out_dir):
            "effective rank, uniformity (log E exp(-2||u_i - u_j||^2); lower = more uniform).", "",
            "| table | dims | mean cos | top-10 σ share | effective rank | uniformity |",
            "|---|---|---|---|---|---|"]
-  for name, s in stats.items():
-    if name.startswith("ace_lam"):
-      continue
+  order = [n for n in ("id",) if n in stats] + [n for n in ("llm",) if n in stats] + [
+      n for n in _INITS.value if n != "id" and n in stats]
+  for name in order:
+    s = stats[name]
     label = f"LLM embeddings E ({tag(extractor)})" if name == "llm" else LABELS[name]
     lines.append(f"| {label} | {s['dims']} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
                  f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |")
-  sweep = [(name[len("ace_lam"):], s) for name, s in stats.items() if name.startswith("ace_lam")]
+  sweep = [(f"{lam:g}", stats[f"ace_lam{lam:g}"]) for lam in sweep_lams() if f"ace_lam{lam:g}" in stats]
   if sweep:
     lines += ["", f"ACE's initial table against λ ({tag(extractor)}; λ → ∞ tends to the raw row):", "",
               "| λ | mean cos | top-10 σ share | effective rank | uniformity |", "|---|---|---|---|---|"]
     lines += [f"| {lam} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
               f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |" for lam, s in sweep]
+  png = f"ace_{dataset}_{tag(extractor)}_spectrum.png"
   if spectrum is not None:
-    png = f"ace_{dataset}_{tag(extractor)}_spectrum.png"
     ace_plots.plot_spectra(spectrum, sweep_lams(), os.path.join(out_dir, png), k=hidden,
                            title=f"{dataset} ({tag(extractor)}): spectrum of E and of E_ace")
+  if spectrum is not None or os.path.exists(os.path.join(out_dir, png)):
     lines += ["", f"![spectrum of raw vs ACE embeddings]({png})"]
   return lines + [""]
 

@@ -20,6 +20,11 @@ SASRec (configs/sasrec.py:<dataset>, Recall/NDCG at 5, 10, 20) trains on the sam
 split, in runs_dir/<dataset>/sasrec unless --sasrec_dir names an existing run (a run trained at
 other cut-offs gets @5 from `python launch.py --config=configs/sasrec.py:<dataset> --workdir=DIR
 --mode=eval --config.ks='(5,10,20)'`, whose eval.json is read too).
+
+Run folders do not travel with the repository, so each finished run's small outputs (metrics,
+validation log, config, per-user test metrics; no checkpoints) are copied into gram_runs/ beside the
+report, which is committed: a run whose folder is gone is read from there. Rows whose runs were lost
+before the archive existed come from gram_earlier.json (the report's text at the time), marked ‡.
 """
 
 import json
@@ -61,6 +66,14 @@ _SASREC_DIR = flags.DEFINE_string("sasrec_dir", "", "an existing SASRec run, '{d
                                   "(default: runs_dir/<dataset>/sasrec, trained when missing)")
 _RUN = flags.DEFINE_bool("run", True, "run what is missing")
 _OUT = flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/gram.md"), "markdown")
+_ARCHIVE = flags.DEFINE_string("archive_dir", None, "committed copies of finished runs' small "
+                               "outputs, read where a run folder is gone (default: gram_runs/ "
+                               "beside --out)")
+_EARLIER = flags.DEFINE_string("earlier", None, "rows of runs lost before the archive existed "
+                               "(default: gram_earlier.json beside --out)")
+LOST = ("‡ The run folders of these rows were lost with an earlier machine, before finished runs "
+        "were archived in gram_runs/; the row is the report's text at commit 674bcc1, kept in "
+        "gram_earlier.json.")
 
 
 def launch(config: str, workdir: str, overrides: list) -> None:
@@ -78,6 +91,28 @@ def sasrec_dir(dataset: str) -> str:
   if _SASREC_DIR.value:
     return _SASREC_DIR.value.replace("{dataset}", dataset)
   return os.path.join(_RUNS_DIR.value, dataset, "sasrec")
+
+
+def run_dir(dataset: str, name: str) -> str:
+  """The folder of a variant's run, or of our SASRec (name "sasrec")."""
+  return sasrec_dir(dataset) if name == "sasrec" else os.path.join(_RUNS_DIR.value, dataset, name)
+
+
+def archived(dataset: str, name: str) -> str:
+  root = _ARCHIVE.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "gram_runs")
+  return os.path.join(root, dataset, name)
+
+
+def source(dataset: str, name: str) -> str:
+  """Where to read a run: its folder when finished, else its archived copy, else its folder."""
+  return records.run_source(run_dir(dataset, name), archived(dataset, name))
+
+
+def earlier(key: str):
+  """What the report whose runs were lost said under `key` (None when it said nothing)."""
+  path = _EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
+                                        "gram_earlier.json")
+  return json.load(open(path)).get(key) if os.path.exists(path) else None
 
 
 def failure(workdir: str) -> str:
@@ -101,10 +136,14 @@ def epoch_seconds(workdir: str) -> float:
   return float(np.median(values[1:] or values)) if values else float("nan")
 
 
-def row(name: str, workdir: str) -> str:
+def row(label: str, dataset: str, name: str) -> str:
+  workdir = source(dataset, name)
   path = os.path.join(workdir, "metrics.json")
   if not os.path.exists(path):
-    return f"| {name} | {failure(workdir)} |" + " |" * (len(METRICS) + 4)
+    old = earlier(f"{dataset}|{name}")
+    if old:
+      return f"| {label} | " + " | ".join(old[:-1] + [old[-1] + " ‡"]) + " |"
+    return f"| {label} | {failure(workdir)} |" + " |" * (len(METRICS) + 4)
   m = json.load(open(path))
   evaluated = os.path.join(workdir, "eval.json")  # --mode=eval of the best checkpoint, e.g. at more ks
   if os.path.exists(evaluated):
@@ -134,18 +173,21 @@ ABLATIONS = {"no_item_prompts": "w/o item prompts", "no_neighbours": "w/o collab
 
 def paired_section(dataset: str) -> list:
   """GRAM minus each variant (and our SASRec) on the same test users, with paired standard errors."""
-  reference = per_user(os.path.join(_RUNS_DIR.value, dataset, "gram"))
-  if "gram" not in _VARIANTS.value or not os.path.exists(reference):
+  reference = per_user(source(dataset, "gram"))
+  if "gram" not in _VARIANTS.value:
     return []
+  if not os.path.exists(reference):
+    old = earlier(f"paired|{dataset}")
+    return [old[0] + " ‡", "", *old[1:], ""] if old else []
   reference = dict(np.load(reference))
   others = {}
   for variant in _VARIANTS.value:
-    path = per_user(os.path.join(_RUNS_DIR.value, dataset, variant))
+    path = per_user(source(dataset, variant))
     if variant != "gram" and os.path.exists(path):
       other = dict(np.load(path))
       if np.array_equal(other["user"], reference["user"]):
         others[ABLATIONS.get(variant, variant)] = other
-  sasrec = per_user(sasrec_dir(dataset))
+  sasrec = per_user(source(dataset, "sasrec"))
   if _SASREC.value and os.path.exists(sasrec):
     sasrec = np.load(sasrec)  # one row per dense user
     others["SASRec (ours)"] = {name: sasrec[name][reference["user"]] for name in sasrec.files}
@@ -167,10 +209,11 @@ def table(dataset: str) -> list:
     lines.append(f"| paper: GRAM, pretrained T5-small, full scale | {r5:.4f} | {n5:.4f} | "
                  f"{r10:.4f} | {n10:.4f} | – | – | 30 epochs | – | – | 60M |")
   for variant in _VARIANTS.value:
-    lines.append(row(f"GRAM{_SUFFIX.value or ' CPU preset'}: {variant}",
-                     os.path.join(_RUNS_DIR.value, dataset, variant)))
+    lines.append(row(f"GRAM{_SUFFIX.value or ' CPU preset'}: {variant}", dataset, variant))
   if _SASREC.value:
-    lines.append(row("SASRec (ours, configs/sasrec.py)", sasrec_dir(dataset)))
+    lines.append(row("SASRec (ours, configs/sasrec.py)", dataset, "sasrec"))
+  if any(line.endswith("‡ |") for line in lines):
+    lines += ["", LOST]
   return lines
 
 
@@ -215,10 +258,11 @@ def main(_):
     for dataset in _DATASETS.value:
       for variant in _VARIANTS.value:
         workdir = os.path.join(runs_dir, dataset, variant)
-        if not os.path.exists(os.path.join(workdir, "metrics.json")):
+        if not os.path.exists(os.path.join(source(dataset, variant), "metrics.json")):
           launch(f"configs/gram.py:{dataset}{_SUFFIX.value}", workdir,
                  VARIANTS[variant] + list(_OVERRIDE.value))
-      if _SASREC.value and not os.path.exists(os.path.join(sasrec_dir(dataset), "metrics.json")):
+      if _SASREC.value and not os.path.exists(os.path.join(source(dataset, "sasrec"),
+                                                           "metrics.json")):
         launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset), ["--config.ks=(5,10,20)"])
       # Re-evaluate the best checkpoint of finished runs that lack their per-user file.
       for variant in _VARIANTS.value:
@@ -229,6 +273,10 @@ def main(_):
       if _SASREC.value and lacks_per_user(sasrec_dir(dataset)):
         launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset),
                ["--config.ks=(5,10,20)", "--mode=eval"])
+  for dataset in _DATASETS.value:
+    for name in _VARIANTS.value + ["sasrec"] * _SASREC.value:
+      if os.path.exists(os.path.join(run_dir(dataset, name), "metrics.json")):
+        records.archive_run(run_dir(dataset, name), archived(dataset, name))
   args = "".join(f" --{name}={value}" for name, value in (
       ("datasets", ",".join(_DATASETS.value)), ("variants", ",".join(_VARIANTS.value)),
       ("preset_suffix", _SUFFIX.value)) if value) + "".join(

@@ -1,10 +1,12 @@
-"""Run records on disk: atomic JSON and .npz files, append-only JSON-lines logs, reports."""
+"""Run records on disk: atomic JSON and .npz files, append-only JSON-lines logs, reports, and the
+committed archive of finished runs' small outputs that report generators fall back on."""
 
 from __future__ import annotations
 
 import json
 import os
 import resource
+import shutil
 import tempfile
 from typing import Any, BinaryIO, Callable, Mapping
 
@@ -40,6 +42,43 @@ def _write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+# What a finished run leaves that a report needs (no checkpoints): a few kB to tens of kB per run.
+ARCHIVED_FILES = ("metrics.json", "metrics.jsonl", "config.json", "eval.json", "test_per_user.npz")
+
+
+def archive_run(workdir: str, archive: str) -> None:
+  """Copies a finished run's ARCHIVED_FILES from `workdir` into `archive` (per-user arrays
+  recompressed), each file atomically, metrics.json last, so that a report regenerated after the
+  run folder is gone (a new machine, a cleaned disk) still finds it through `run_source`."""
+  for name in sorted(ARCHIVED_FILES, key=lambda n: n == "metrics.json"):
+    source = os.path.join(workdir, name)
+    if not os.path.exists(source):
+      continue
+    target = os.path.join(archive, name)
+    if name.endswith(".npz"):
+      with np.load(source) as arrays:
+        _write_atomic(target, lambda f, a=dict(arrays): np.savez_compressed(f, **a))
+    else:
+      _write_atomic(target, _copy_of(source))
+
+
+def _copy_of(path: str) -> Callable[[BinaryIO], None]:
+  def write(f):
+    with open(path, "rb") as source:
+      shutil.copyfileobj(source, f)
+  return write
+
+
+def run_source(workdir: str, archive: str) -> str:
+  """The folder to read a run from: `workdir` when it holds a finished run (metrics.json), else
+  its archived copy when there is one, else `workdir` (a run still training, or none)."""
+  if os.path.exists(os.path.join(workdir, "metrics.json")):
+    return workdir
+  if os.path.exists(os.path.join(archive, "metrics.json")):
+    return archive
+  return workdir
 
 
 NOTES_MARKER = "<!-- notes: hand-written, kept when the tables are regenerated -->"

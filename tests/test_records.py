@@ -52,3 +52,38 @@ def test_paired_table_hand_case():
                   "|---|---|---|---|---|---|",
                   "| B | +0.5000 ± 0.2887 | +1.7 | +0.1667 ± 0.1667 | +1.0 | 3 |"]
   assert records.paired_table(reference, {}) == []
+
+
+def _finished_run(folder, recall):
+  records.write_json(str(folder / "metrics.json"), {"test/recall@20": recall})
+  (folder / "metrics.jsonl").write_text('{"epoch": 1}\n')
+  records.write_arrays(str(folder / "test_per_user.npz"),
+                       {"recall@20": np.arange(50) % 3 == 0, "ndcg@10": np.linspace(0, 1, 50)})
+  (folder / "model").mkdir()
+  (folder / "model" / "checkpoint").write_bytes(b"x" * 1000)
+
+
+def test_archive_run_copies_the_small_outputs_only(tmp_path):
+  run, archive = tmp_path / "run", tmp_path / "archive" / "a" / "seed0"
+  run.mkdir()
+  _finished_run(run, 0.25)
+  records.archive_run(str(run), str(archive))
+  assert sorted(p.name for p in archive.iterdir()) == ["metrics.json", "metrics.jsonl",
+                                                       "test_per_user.npz"]
+  assert json.load(open(archive / "metrics.json")) == {"test/recall@20": 0.25}
+  original, copy = np.load(run / "test_per_user.npz"), np.load(archive / "test_per_user.npz")
+  assert set(copy.files) == set(original.files)
+  for name in original.files:
+    np.testing.assert_array_equal(copy[name], original[name])
+    assert copy[name].dtype == original[name].dtype
+
+
+def test_run_source_prefers_the_finished_folder_then_the_archive(tmp_path):
+  run, archive = tmp_path / "run", tmp_path / "archive"
+  run.mkdir()
+  assert records.run_source(str(run), str(archive)) == str(run)  # neither: the (training) folder
+  _finished_run(run, 0.25)
+  records.archive_run(str(run), str(archive))
+  assert records.run_source(str(run), str(archive)) == str(run)
+  (run / "metrics.json").unlink()  # a run restarted, or its folder cleaned
+  assert records.run_source(str(run), str(archive)) == str(archive)
