@@ -2,7 +2,8 @@
 # The checks of one GPU lease, run from the repo root on the accelerator machine:
 #
 #   bash benchmarks/gpu_check.sh plan        # HERE, first (venv active): .gpu/plan/, the ACE rows
-#                                            # and GRAM runs not finished in runs/ace, runs/gram_gpu
+#                                            # and GRAM runs finished neither in runs/ nor in the
+#                                            # archive (benchmarks/results/{ace,gram}_runs)
 #   bash benchmarks/gpu_check.sh a SECONDS   # there: env, GPU test subset, ACE grid with SmolLM2
 #   bash benchmarks/gpu_check.sh b SECONDS   # there: env, speed benchmarks, ACE grid with MiniLM
 #   bash benchmarks/gpu_check.sh c SECONDS   # there: env, every GRAM variant on Beauty and Toys
@@ -35,7 +36,10 @@ if [ "$phase" = plan ]; then  # on the machine that holds runs/ace: keep the row
   for pair in a:smollm2 b:minilm; do
     ace_rows "${pair#*:}" | while read -r dataset init extractor seed; do
       name=$init; [ "$init" = id ] || name=${init}_$extractor
-      [ -f "runs/ace/$dataset/$name/seed$seed/metrics.json" ] || echo "$dataset $init $extractor $seed"
+      for runs in runs/ace benchmarks/results/ace_runs; do  # a run folder or its archived copy
+        [ -f "$runs/$dataset/$name/seed$seed/metrics.json" ] && continue 2
+      done
+      echo "$dataset $init $extractor $seed"
     done > ".gpu/plan/rows_${pair%%:*}.txt"
     echo "phase ${pair%%:*}: $(wc -l < ".gpu/plan/rows_${pair%%:*}.txt") rows to run"
   done
@@ -47,7 +51,8 @@ from benchmarks.gram_results import VARIANTS
 for dataset in ("amazon_beauty", "amazon_toys"):
   for variant, flags in VARIANTS.items():
     workdir = f"runs/gram_gpu/{dataset}/{variant}"
-    if not os.path.exists(f"{workdir}/metrics.json"):
+    if not any(os.path.exists(f"{runs}/{dataset}/{variant}/metrics.json")
+               for runs in ("runs/gram_gpu", "runs/gram", "benchmarks/results/gram_runs")):
       print(workdir, f"--config=configs/gram.py:{dataset} --config.data_dir=.gpu/data_gram",
             f"--config.progress=False --config.ids.embeddings=.gpu/emb_minilm/{dataset}.npy", *flags)
 EOF
