@@ -127,12 +127,12 @@ def ensure_run(dataset, init, extractor, seed, lam=None):
   """Run the configuration unless its metrics.json exists (and evaluate a finished run that
   predates test_per_user.npz with --mode=eval); returns the metrics or None."""
   folder = workdir(dataset, init, extractor, seed, lam)
-  path = os.path.join(folder, "metrics.json")
+  finished_here = os.path.join(folder, "metrics.json")
   if _RUN.value and not os.path.exists(os.path.join(source(folder), "metrics.json")):
     launch(folder, launch_args(dataset, init, extractor, seed, lam))
-  if _RUN.value and os.path.exists(path) and not os.path.exists(per_user_path(folder)):
+  if _RUN.value and os.path.exists(finished_here) and not os.path.exists(per_user_path(folder)):
     launch(folder, launch_args(dataset, init, extractor, seed, lam) + ["--mode=eval"])
-  if os.path.exists(path):
+  if os.path.exists(finished_here):
     records.archive_run(folder, archived(folder))
   path = os.path.join(source(folder), "metrics.json")
   return json.load(open(path)) if os.path.exists(path) else None
@@ -378,10 +378,9 @@ def lambda_section(dataset, extractor, runs, out_dir):
   points = []  # one per seed; the earlier report's mean where a lambda's runs were lost
   for lam in sweep_lams():
     values = runs.get((dataset, "ace", extractor, lam), [])
-    values = values or [{f"test/{m}": v for m, v in row_means(dataset, "ace", extractor, runs,
-                                                               lam).items()}]
-    points += [{"lam": lam, **{f"test/{m}": v[f"test/{m}"] for m in METRICS}} for v in values
-               if "test/ndcg@20" in v]
+    seeds = ([{m: v[f"test/{m}"] for m in METRICS} for v in values]
+             or [row_means(dataset, "ace", extractor, runs, lam)])
+    points += [{"lam": lam, **{f"test/{m}": s[m] for m in METRICS}} for s in seeds if s]
   if not points:
     return []
   reference = {LABELS[i]: row_means(dataset, i, extractor, runs).get("ndcg@20", float("nan"))
