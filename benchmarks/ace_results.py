@@ -332,24 +332,24 @@ def ordering(dataset, runs):
 
 
 def paired_section(dataset, extractor):
-  """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors."""
+  """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors;
+  the earlier report's table too while some of its baselines have no per-user file here."""
   ace = per_user_path(source(workdir(dataset, "ace", extractor, 0)))
-  if not os.path.exists(ace):
-    old = earlier(f"paired|{dataset}|{tag(extractor)}")
-    return [f"{old[0]} ‡", "", *old[1:], ""] if old else []
-  ace = np.load(ace)
   others = {}
   for init in _INITS.value:
     path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0)))
-    if init != "ace" and os.path.exists(path):
+    if init != "ace" and os.path.exists(path) and os.path.exists(ace):
       others[LABELS[init]] = np.load(path)
-  rows = records.paired_table(ace, others, label="baseline")
-  if not rows:
-    return []
-  return [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
-          "(± the standard error of the mean per-user difference; z = difference / SE, |z| > 2 "
-          "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
-          "", *rows, ""]
+  rows = records.paired_table(np.load(ace), others, label="baseline") if others else []
+  lines = [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
+           "(± the standard error of the mean per-user difference; z = difference / SE, |z| > 2 "
+           "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
+           "", *rows, ""] if rows else []
+  old = earlier(f"paired|{dataset}|{tag(extractor)}")
+  if old and {row.split("|")[1].strip() for row in old[3:]} - set(others):
+    lines += ([f"The same from the report at 674bcc1, against that report's ACE run (run folders "
+               f"lost) ‡:"] if lines else [f"{old[0]} ‡"]) + ["", *old[1:], ""]
+  return lines
 
 
 def curves_section(dataset, extractor, out_dir):

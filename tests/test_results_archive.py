@@ -47,9 +47,12 @@ def test_ace_report_survives_the_loss_of_its_run_folders(tmp_path):
     folder = runs / "synthetic" / name / "seed0"
     folder.mkdir(parents=True)
     _fake_run(str(folder), seed)
+  old_paired = ["ACE minus each baseline, bow, ...:", "| baseline | Δ recall@20 ± SE | z |",
+                "|---|---|---|", "| raw LLM (top-k SVD) | +0.0100 ± 0.0010 | +10.0 |"]
   records.write_json(str(tmp_path / "results" / "ace_earlier.json"), {
       "synthetic|raw|bow|": {"cells": ["0.1111", "0.2222", "0.0333", "0.0444"], "n": 1,
-                             "epochs": "7", "ran_on": "H200"}})
+                             "epochs": "7", "ran_on": "H200"},
+      "paired|synthetic|bow": old_paired})
   flags = ["--datasets=synthetic", "--extractors=bow", "--inits=id,raw,ace", "--seeds=0",
            "--lams=50", f"--runs_dir={runs}", f"--out={out}"]
   _generate("ace_results.py", *flags)
@@ -58,6 +61,9 @@ def test_ace_report_survives_the_loss_of_its_run_folders(tmp_path):
                              "1 | 7 | H200 ‡ |") for line in first)
   assert any(line.startswith("| ACE | bow | ") and "‡" not in line for line in first)
   assert any(line.startswith("| ID only |") for line in first)
+  assert any(line.startswith("| ID only | ") and " ± " in line and line.endswith(f"| {USERS} |\n")
+             for line in first)  # ACE minus ID, from the per-user files
+  assert old_paired[3] + "\n" in first  # the earlier table: raw has no per-user file here
   archived = tmp_path / "results" / "ace_runs" / "synthetic"
   assert (archived / "ace_bow" / "seed0" / "test_per_user.npz").exists()
   assert not (archived / "ace_bow" / "seed0" / "checkpoints").exists()
