@@ -108,9 +108,8 @@ def source(folder):
 
 def earlier(key):
   """What the report whose runs were lost said under `key` (None when it said nothing)."""
-  path = _EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
-                                        "ace_earlier.json")
-  return json.load(open(path)).get(key) if os.path.exists(path) else None
+  return records.entry(_EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
+                                                      "ace_earlier.json"), key)
 
 
 def row_key(dataset, init, extractor, lam=None):

@@ -110,9 +110,8 @@ def source(dataset: str, name: str) -> str:
 
 def earlier(key: str):
   """What the report whose runs were lost said under `key` (None when it said nothing)."""
-  path = _EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
-                                        "gram_earlier.json")
-  return json.load(open(path)).get(key) if os.path.exists(path) else None
+  return records.entry(_EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
+                                                      "gram_earlier.json"), key)
 
 
 def failure(workdir: str) -> str:

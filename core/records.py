@@ -71,6 +71,15 @@ def _copy_of(path: str) -> Callable[[BinaryIO], None]:
   return write
 
 
+def entry(path: str, key: str) -> Any:
+  """The value under `key` of the JSON object in `path`; None when the file or the key is missing
+  (e.g. a report's text of runs that were lost, kept beside it)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get(key)
+
+
 def run_source(workdir: str, archive: str) -> str:
   """The folder to read a run from: `workdir` when it holds a finished run (metrics.json), else
   its archived copy when there is one, else `workdir` (a run still training, or none)."""
