@@ -149,7 +149,7 @@ def row(label: str, dataset: str, name: str) -> str:
     m = {**json.load(open(evaluated)), **m}
   cells = [f"{m['test/' + k]:.4f}" if "test/" + k in m else "–" for k in METRICS]
   params = m.get("model/params")
-  return (f"| {name} | " + " | ".join(cells) + f" | {m.get('best/epoch', '–')} / "
+  return (f"| {label} | " + " | ".join(cells) + f" | {m.get('best/epoch', '–')} / "
           f"{m.get('train/epochs', '–')} | {epoch_seconds(workdir):.0f} | "
           f"{m.get('time/eval_s', float('nan')):.0f} | "
           f"{f'{params / 1e6:.2f}M' if params else '–'} |")

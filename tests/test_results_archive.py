@@ -88,6 +88,7 @@ def test_gram_report_survives_the_loss_of_its_run_folders(tmp_path):
   _generate("gram_results.py", *flags)
   first = _without_load_line(out)
   assert "| GRAM CPU preset: random_ids | " + " | ".join(earlier) + " ‡ |\n" in first
+  assert any(line.startswith("| GRAM CPU preset: no_item_prompts | ") for line in first)
   assert any(line.startswith("| w/o item prompts |") for line in first)  # paired, from per-user
   assert (tmp_path / "results" / "gram_runs" / "synthetic" / "gram" / "metrics.jsonl").exists()
 
