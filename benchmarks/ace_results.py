@@ -335,9 +335,9 @@ def paired_section(dataset, extractor):
   the earlier report's table too while some of its baselines have no per-user file here."""
   ace = per_user_path(source(workdir(dataset, "ace", extractor, 0)))
   others = {}
-  for init in _INITS.value:
+  for init in _INITS.value if os.path.exists(ace) else ():
     path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0)))
-    if init != "ace" and os.path.exists(path) and os.path.exists(ace):
+    if init != "ace" and os.path.exists(path):
       others[LABELS[init]] = np.load(path)
   rows = records.paired_table(np.load(ace), others, label="baseline") if others else []
   lines = [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
