@@ -364,12 +364,15 @@ def curves_section(dataset, extractor, out_dir):
   png = f"ace_{dataset}_{tag(extractor)}_curves.png"
   link = f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})" + (
       " (runs marked ‡ are in it only if it was drawn before they were lost)" if lost else "")
-  if lost and os.path.exists(os.path.join(out_dir, png)):  # redrawing would drop the lost runs
-    return [link, ""]
   if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
-    return []
-  plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
-                             title=f"SASRec on {dataset} ({tag(extractor)}), seed 0")
+    return [link, ""] if lost and os.path.exists(os.path.join(out_dir, png)) else []
+  title = f"SASRec on {dataset} ({tag(extractor)}), seed 0"
+  if lost and os.path.exists(os.path.join(out_dir, png)):  # redrawing would drop the lost runs
+    png = f"ace_{dataset}_{tag(extractor)}_curves_archived.png"
+    plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
+                               title=title + ", runs in ace_runs/")
+    return [link, "", f"![validation NDCG@10 per epoch of the runs in ace_runs/, {tag(extractor)}]({png})", ""]
+  plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png), title=title)
   return [link, ""]
 
 
