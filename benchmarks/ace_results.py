@@ -352,7 +352,11 @@ def paired_section(dataset, extractor):
 
 
 def curves_section(dataset, extractor, out_dir):
-  """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included."""
+  """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included.
+
+  Where runs were lost, the plot drawn before the loss is kept (redrawing it would drop them) and the
+  runs at hand are drawn in a second plot, `*_curves_archived.png`.
+  """
   curves, lost = {}, False
   for init in _INITS.value:
     folder = source(workdir(dataset, init, "" if init == "id" else extractor, 0))
@@ -361,19 +365,18 @@ def curves_section(dataset, extractor, out_dir):
       running = not os.path.exists(os.path.join(folder, "metrics.json"))
       curves[LABELS[init] + (" (training)" if running else "")] = lines
     lost |= not lines and bool(earlier(row_key(dataset, init, extractor)))
-  png = f"ace_{dataset}_{tag(extractor)}_curves.png"
-  link = f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})" + (
-      " (runs marked ‡ are in it only if it was drawn before they were lost)" if lost else "")
+  name, title = f"{dataset}_{tag(extractor)}", f"SASRec on {dataset} ({tag(extractor)}), seed 0"
+  lines = []
+  if lost and os.path.exists(os.path.join(out_dir, f"ace_{name}_curves.png")):
+    lines += [f"![validation NDCG@10 per epoch, {tag(extractor)}](ace_{name}_curves.png) (runs marked ‡ "
+              "are in it only if it was drawn before they were lost)", ""]
   if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
-    return [link, ""] if lost and os.path.exists(os.path.join(out_dir, png)) else []
-  title = f"SASRec on {dataset} ({tag(extractor)}), seed 0"
-  if lost and os.path.exists(os.path.join(out_dir, png)):  # redrawing would drop the lost runs
-    png = f"ace_{dataset}_{tag(extractor)}_curves_archived.png"
-    plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
-                               title=title + ", runs in ace_runs/")
-    return [link, "", f"![validation NDCG@10 per epoch of the runs in ace_runs/, {tag(extractor)}]({png})", ""]
-  plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png), title=title)
-  return [link, ""]
+    return lines
+  png, what = (f"ace_{name}_curves_archived.png", " of the runs at hand") if lost else (
+      f"ace_{name}_curves.png", "")
+  plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
+                             title=title + (", runs at hand" if lost else ""))
+  return lines + [f"![validation NDCG@10 per epoch{what}, {tag(extractor)}]({png})", ""]
 
 
 def lambda_section(dataset, extractor, runs, out_dir):

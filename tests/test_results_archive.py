@@ -68,6 +68,9 @@ def test_ace_report_survives_the_loss_of_its_run_folders(tmp_path):
   assert (archived / "ace_bow" / "seed0" / "test_per_user.npz").exists()
   assert not (archived / "ace_bow" / "seed0" / "checkpoints").exists()
   assert (archived / "anisotropy_bow.json").exists()
+  # raw's run is lost, so its curve cannot be redrawn: the runs at hand get their own plot
+  assert (tmp_path / "results" / "ace_synthetic_bow_curves_archived.png").exists()
+  assert any("(ace_synthetic_bow_curves_archived.png)" in line for line in first)
 
   shutil.rmtree(runs)
   _generate("ace_results.py", *flags)
