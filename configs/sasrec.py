@@ -45,6 +45,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.model.attention_dropout = 0.3     # RecBole attn_dropout_prob
   config.model.layer_norm_eps = 1e-12
   config.model.init_std = 0.02         # RecBole initializer_range
+  config.model.score_temperature = 0.0     # 0: dot-product scores; t > 0: cosine / t (DWSRec: .07)
   config.max_len = 50                  # RecBole MAX_ITEM_LIST_LENGTH
   config.item_init = ""                # optional .npy [num_items, hidden] initial item table (ACE)
   config.freeze_item_embedding = False     # True: the item table gets zero updates

@@ -43,7 +43,8 @@ def build_model(config: ml_collections.ConfigDict, num_items: int,
   return sasrec.SASRec(num_items=num_items, max_len=config.max_len, hidden=m.hidden, inner=m.inner,
                        num_layers=m.num_layers, num_heads=m.num_heads, dropout=m.dropout,
                        attention_dropout=m.attention_dropout, layer_norm_eps=m.layer_norm_eps,
-                       init_std=m.init_std, item_table=item_table_module)
+                       init_std=m.init_std, score_temperature=m.score_temperature,
+                       item_table=item_table_module)
 
 
 def build_optimizer(config: ml_collections.ConfigDict,

@@ -94,6 +94,8 @@ class SASRec(nn.Module):
     max_len: longest input sequence (rows of the position table).
     hidden, inner, num_layers, num_heads: sizes (hidden % num_heads == 0).
     dropout: hidden dropout; attention_dropout: dropout on attention probabilities.
+    score_temperature: 0 scores by the dot product (RecBole); t > 0 by cosine / t, the state and
+      every table row L2-normalised first (DWSRec / WhitenRec's scoring, t = 0.07 there).
   """
   num_items: int
   max_len: int = 50
@@ -105,6 +107,7 @@ class SASRec(nn.Module):
   attention_dropout: float = 0.5
   layer_norm_eps: float = 1e-12
   init_std: float = 0.02
+  score_temperature: float = 0.0
   # Optional module computing the whole [num_items + 1, hidden] item table from its own parameters
   # (an adapter over frozen LLM embeddings, seqrec/initialisers.py), called as
   # item_table(deterministic). None: RecBole's trainable nn.Embed table.
@@ -173,15 +176,25 @@ class SASRec(nn.Module):
     """[batch, num_items + 1] logits over the item table (column 0 = padding); `packing`:
     segments, positions and last of packed rows (`__call__`)."""
     if self.item_table is None:
-      return self.item_embedding.attend(self(item_seq, deterministic, **packing))
-    table = self.item_table(deterministic)  # once: inputs and outputs share it (and its dropout)
-    return self(item_seq, deterministic, table, **packing) @ table.T
+      table = self.item_embedding.embedding
+      state = self(item_seq, deterministic, **packing)
+    else:
+      table = self.item_table(deterministic)  # once: inputs and outputs share it (and its dropout)
+      state = self(item_seq, deterministic, table, **packing)
+    if self.score_temperature > 0:
+      return unit_rows(state) @ unit_rows(table).T / self.score_temperature
+    return state @ table.T
 
   def table(self, deterministic: bool = True) -> jax.Array:
     """[num_items + 1, hidden] the item table as the model uses it (row 0 = padding)."""
     if self.item_table is None:
       return self.item_embedding.embedding
     return self.item_table(deterministic)
+
+
+def unit_rows(x: jax.Array) -> jax.Array:
+  """[n, d] rows scaled to unit L2 norm (torch's F.normalize: norms clamped at 1e-12)."""
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def attention_bias(item_seq: jax.Array, segments: Optional[jax.Array] = None) -> jax.Array:

@@ -21,8 +21,9 @@ def _inputs():
   return jnp.array([[3, 5, 1, 11, 2, 7], [4, 4, 9, 0, 0, 0], [8, 0, 0, 0, 0, 0]], jnp.int32)
 
 
-def _numpy_recbole(params, seq, num_heads, eps=1e-12):
-  """RecBole SASRec.forward + full_sort_predict in float64 numpy (eval mode: no dropout)."""
+def _numpy_recbole(params, seq, num_heads, eps=1e-12, temperature=0.0):
+  """RecBole SASRec.forward + full_sort_predict in float64 numpy (eval mode: no dropout); with a
+  temperature, DWSRec's scores: cosine(state, item row) / temperature."""
   p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
   dense = lambda x, d: x @ d["kernel"] + d["bias"]
   def norm(x, d):
@@ -48,6 +49,9 @@ def _numpy_recbole(params, seq, num_heads, eps=1e-12):
     f = p[f"feed_forward_{layer}"]
     h = norm(dense(gelu(dense(h, f["dense_1"])), f["dense_2"]) + h, f["layer_norm"])
   last = h[np.arange(b), (seq > 0).sum(1) - 1]
+  if temperature:
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    return unit(last) @ unit(table).T / temperature
   return last @ table.T
 
 
@@ -67,6 +71,38 @@ def test_scores_match_numpy_recbole_reference():
   chex.assert_shape(ours, (3, SMALL["num_items"] + 1))
   np.testing.assert_allclose(ours, _numpy_recbole(params, _inputs(), SMALL["num_heads"]),
                              rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("temperature", [0.07, 1.0])
+def test_cosine_scores_match_numpy_reference(temperature):
+  model = sasrec.SASRec(**SMALL, score_temperature=temperature)
+  params = _perturbed_params(model)
+  ours = model.apply({"params": params}, _inputs(), method=sasrec.SASRec.scores)
+  np.testing.assert_allclose(ours, _numpy_recbole(params, _inputs(), SMALL["num_heads"],
+                                                  temperature=temperature), rtol=2e-4, atol=2e-4)
+  assert np.abs(np.asarray(ours)).max() <= 1 / temperature + 1e-4
+
+
+class _Table(nn.Module):
+  """A computed item table (as the initialisers' modules are): a trainable [items + 1, hidden]."""
+  rows: int
+  hidden: int
+
+  @nn.compact
+  def __call__(self, deterministic: bool = True):
+    return self.param("rows", nn.initializers.normal(1.0), (self.rows, self.hidden))
+
+
+def test_cosine_scores_with_a_computed_item_table():
+  model = sasrec.SASRec(**SMALL, score_temperature=0.07,
+                        item_table=_Table(SMALL["num_items"] + 1, SMALL["hidden"]))
+  params = sasrec.init_params(model, 0)
+  apply = lambda method: model.apply({"params": params}, _inputs(), method=method)
+  state = apply(sasrec.SASRec.__call__)
+  table = model.apply({"params": params}, method=sasrec.SASRec.table)
+  unit = lambda x: np.asarray(x) / np.linalg.norm(x, axis=-1, keepdims=True)
+  np.testing.assert_allclose(apply(sasrec.SASRec.scores), unit(state) @ unit(table).T / 0.07,
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_causal_mask_future_items_do_not_change_earlier_outputs():
