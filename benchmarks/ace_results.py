@@ -366,17 +366,17 @@ def curves_section(dataset, extractor, out_dir):
       curves[LABELS[init] + (" (training)" if running else "")] = lines
     lost |= not lines and bool(earlier(row_key(dataset, init, extractor)))
   name, title = f"{dataset}_{tag(extractor)}", f"SASRec on {dataset} ({tag(extractor)}), seed 0"
-  lines = []
+  links = []
   if lost and os.path.exists(os.path.join(out_dir, f"ace_{name}_curves.png")):
-    lines += [f"![validation NDCG@10 per epoch, {tag(extractor)}](ace_{name}_curves.png) (runs marked ‡ "
+    links += [f"![validation NDCG@10 per epoch, {tag(extractor)}](ace_{name}_curves.png) (runs marked ‡ "
               "are in it only if it was drawn before they were lost)", ""]
   if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
-    return lines
+    return links
   png, what = (f"ace_{name}_curves_archived.png", " of the runs at hand") if lost else (
       f"ace_{name}_curves.png", "")
   plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
                              title=title + (", runs at hand" if lost else ""))
-  return lines + [f"![validation NDCG@10 per epoch{what}, {tag(extractor)}]({png})", ""]
+  return links + [f"![validation NDCG@10 per epoch{what}, {tag(extractor)}]({png})", ""]
 
 
 def lambda_section(dataset, extractor, runs, out_dir):
