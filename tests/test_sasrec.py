@@ -83,19 +83,9 @@ def test_cosine_scores_match_numpy_reference(temperature):
   assert np.abs(np.asarray(ours)).max() <= 1 / temperature + 1e-4
 
 
-class _Table(nn.Module):
-  """A computed item table (as the initialisers' modules are): a trainable [items + 1, hidden]."""
-  rows: int
-  hidden: int
-
-  @nn.compact
-  def __call__(self, deterministic: bool = True):
-    return self.param("rows", nn.initializers.normal(1.0), (self.rows, self.hidden))
-
-
 def test_cosine_scores_with_a_computed_item_table():
   model = sasrec.SASRec(**SMALL, score_temperature=0.07,
-                        item_table=_Table(SMALL["num_items"] + 1, SMALL["hidden"]))
+                        item_table=_ScaledTable(SMALL["num_items"] + 1, SMALL["hidden"]))
   params = sasrec.init_params(model, 0)
   apply = lambda method: model.apply({"params": params}, _inputs(), method=method)
   state = apply(sasrec.SASRec.__call__)
