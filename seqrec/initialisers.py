@@ -40,8 +40,8 @@ Facts from the official code (read through search; ours is written from them):
   (a RecBole port of the same table, beside their ACE item embedding) draws the ID embeddings from
   U[0, 1) instead (init_type="uniform", ID_dim = hidden / 2): configs/ace.py follows them.
 - LLM2X: PCA of the LLM embeddings to the hidden size initialises a trainable table.
-The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`), so a checkpoint
-holds them: a LLMEmb run stores its [items, 1536] base with every checkpoint.
+The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`, no gradient through
+`FrozenInputTable.frozen_input`), so a checkpoint holds them: a LLMEmb run stores its [items, 1536] base with every checkpoint.
 """
 
 from __future__ import annotations
@@ -82,7 +82,17 @@ class ItemInit:
 # Item-table modules: table(deterministic) -> [num_items + 1, hidden].
 
 
-class WhitenRecTable(nn.Module):
+class FrozenInputTable(nn.Module):
+  """Base of the tables computed from frozen inputs."""
+
+  def frozen_input(self, name: str, shape: tuple) -> jax.Array:
+    """The frozen parameter `name` (filled by `init_params`, checkpointed, zero updates through
+    `is_frozen`) outside the gradient: its gradient would be discarded, and for WhitenRec's and
+    LLMEmb's [rows, d] inputs it is a third of the table's backward pass."""
+    return jax.lax.stop_gradient(jnp.asarray(self.param(name, nn.initializers.zeros, shape)))
+
+
+class WhitenRecTable(FrozenInputTable):
   """MLP(whitened E) (WhitenRec), or the attention fusion of MLP(full) and MLP(group) (WhitenRec+).
 
   Attributes:
@@ -103,10 +113,10 @@ class WhitenRecTable(nn.Module):
       for layer in dense:
         x = nn.relu(layer(dropout.Dropout(self.dropout)(x, deterministic)))
       return x
-    full = mlp(self.param("frozen_full", nn.initializers.zeros, (self.rows, self.dims)))
+    full = mlp(self.frozen_input("frozen_full", (self.rows, self.dims)))
     if not self.plus:
       return full
-    group = mlp(self.param("frozen_group", nn.initializers.zeros, (self.rows, self.dims)))
+    group = mlp(self.frozen_input("frozen_group", (self.rows, self.dims)))
     views = jnp.stack([full, group])                                  # [2, rows, hidden]
     kernel = self.param("fusion_kernel", nn.initializers.normal(0.02), (self.hidden, self.hidden))
     query = self.param("fusion_query", nn.initializers.normal(0.02), (self.hidden,))
@@ -114,7 +124,7 @@ class WhitenRecTable(nn.Module):
     return jnp.sum(views * weights[..., None], axis=0)
 
 
-class LLMEmbTable(nn.Module):
+class LLMEmbTable(FrozenInputTable):
   """adapter(frozen PCA base): Linear(D, D // 2) -> Linear(D // 2, hidden), no activation.
 
   Computed as base @ (W0 @ W1) + (b0 @ W1 + b1), the same affine map with the [rows, D // 2]
@@ -130,7 +140,7 @@ class LLMEmbTable(nn.Module):
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
     del deterministic  # no dropout in LLMEmb's adapter
-    base = self.param("frozen_base", nn.initializers.zeros, (self.rows, self.dims))
+    base = self.frozen_input("frozen_base", (self.rows, self.dims))
     k0, b0 = DenseParams(self.dims, self.dims // 2, name="adapter_0")()
     k1, b1 = DenseParams(self.dims // 2, self.hidden, name="adapter_1")()
     return base @ (k0 @ k1) + (b0 @ k1 + b1)
@@ -158,7 +168,7 @@ class DenseParams(nn.Module):
             self.param("bias", torch_default_bias(self.inputs), (self.features,)))
 
 
-class AlphaFuseTable(nn.Module):
+class AlphaFuseTable(FrozenInputTable):
   """Frozen standardised semantic columns with trainable ID embeddings on the last null_dim.
 
   cover=False: table = semantic [rows, hidden] + [0 | id]; cover=True: [semantic | id] with
@@ -175,8 +185,7 @@ class AlphaFuseTable(nn.Module):
   def __call__(self, deterministic: bool = True) -> jax.Array:
     del deterministic
     semantic_dims = self.hidden - self.null_dim if self.cover else self.hidden
-    semantic = jnp.asarray(self.param("frozen_semantic", nn.initializers.zeros,
-                                      (self.rows, semantic_dims)))
+    semantic = self.frozen_input("frozen_semantic", (self.rows, semantic_dims))
     init = (nn.initializers.uniform(1.0) if self.id_init == "uniform"
             else nn.initializers.normal(self.id_init_std))
     ids = self.param("id_embedding", init, (self.rows, self.null_dim))

@@ -236,6 +236,35 @@ def test_llmemb_adapter_starts_as_llmembs_torch_layers():
     np.testing.assert_allclose(bias.std(), bound / np.sqrt(3), rtol=0.2)
 
 
+class _FrozenInGradient:
+  """Mixin: the frozen inputs inside the gradient (the table as it was before `frozen_input`)."""
+
+  def frozen_input(self, name, shape):
+    return self.param(name, nn.initializers.zeros, shape)
+
+
+@pytest.mark.parametrize("module", [
+    initialisers.WhitenRecTable(rows=30, dims=12, hidden=5, plus=True),
+    initialisers.LLMEmbTable(rows=30, dims=12, hidden=5),
+    initialisers.AlphaFuseTable(rows=30, hidden=6, null_dim=3)], ids=lambda m: type(m).__name__)
+def test_frozen_inputs_are_outside_the_gradient(module):
+  """Frozen inputs get an exactly zero gradient; every trainable gradient is unchanged."""
+  reference = type("Reference", (_FrozenInGradient, type(module)), {})(
+      **{f: getattr(module, f) for f in module.__dataclass_fields__ if f not in ("parent", "name")})
+  params = module.init(jax.random.key(0))["params"]
+  for i, name in enumerate(n for n in params if n.startswith("frozen_")):
+    params[name] = jax.random.normal(jax.random.key(i + 1), params[name].shape)
+  loss = lambda m: lambda p: jnp.sum(jnp.sin(m.apply({"params": p})))
+  grads, expected = jax.grad(loss(module))(params), jax.grad(loss(reference))(params)
+  for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+    names = tuple(str(k.key) for k in path)
+    want = functools.reduce(lambda t, k: t[k], names, expected)
+    if initialisers.is_frozen(names):
+      assert not np.any(grad) and np.any(want)  # the reference does compute it
+    else:
+      np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-7)
+
+
 def test_bad_inputs_name_the_key(tmp_path):
   ds = synthetic()
   with pytest.raises(ValueError, match="config.init.kind='bert'"):
