@@ -40,8 +40,9 @@ Facts from the official code (read through search; ours is written from them):
   (a RecBole port of the same table, beside their ACE item embedding) draws the ID embeddings from
   U[0, 1) instead (init_type="uniform", ID_dim = hidden / 2): configs/ace.py follows them.
 - LLM2X: PCA of the LLM embeddings to the hidden size initialises a trainable table.
-The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`, no gradient through
-`FrozenInputTable.frozen_input`), so a checkpoint holds them: a LLMEmb run stores its [items, 1536] base with every checkpoint.
+The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`, no gradient
+through `FrozenInputTable.frozen_input`), so a checkpoint holds them: a LLMEmb run stores its
+[items, 1536] base with every checkpoint.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ class FrozenInputTable(nn.Module):
 
   def frozen_input(self, name: str, shape: tuple) -> jax.Array:
     """The frozen parameter `name` (filled by `init_params`, checkpointed, zero updates through
-    `is_frozen`) outside the gradient: its gradient would be discarded, and for WhitenRec's and
-    LLMEmb's [rows, d] inputs it is a third of the table's backward pass."""
+    `is_frozen`) outside the gradient, which the optimizer would discard: for WhitenRec's and
+    LLMEmb's [rows, d] inputs a [rows, hidden] x [hidden, d] product per step."""
     return jax.lax.stop_gradient(jnp.asarray(self.param(name, nn.initializers.zeros, shape)))
 
 
