@@ -121,12 +121,13 @@ def main(argv):
   if "llmemb" in timed:
     lines += ["", f"LLMEmb's reassociated adapter: {timed['llmemb, two nn.Dense (reference)'] / timed['llmemb']:.2f}x "
               "faster than the two nn.Dense layers, same parameters and table (tested)."]
-  speedups = [f"{kind} {timed[f'{kind}, frozen inputs in the gradient (reference)'] / timed[kind]:.2f}x"
-              for kind in ("whitenrec", "whitenrec_plus", "llmemb") if kind in timed]
+  speedups = [
+      f"{kind} {timed[f'{kind}, frozen inputs in the gradient (reference)'] / timed[kind]:.2f}x"
+      for kind in ("whitenrec", "whitenrec_plus", "llmemb") if kind in timed]
   if speedups:
-    lines += ["", "Frozen inputs outside the gradient (`FrozenInputTable.frozen_input`, stop_gradient; "
-              "the same trainable gradients, tested) against inside it: " + ", ".join(speedups) +
-              " faster steps."]
+    lines += ["", "Frozen inputs outside the gradient (`FrozenInputTable.frozen_input`, "
+              "stop_gradient; the same trainable gradients, tested) against inside it: "
+              + ", ".join(speedups) + " faster steps."]
   print("\n".join(lines))
   if _OUT.value:
     with open(_OUT.value, "w") as f:
