@@ -132,6 +132,7 @@ else
   bench seqrec python3 benchmarks/seqrec_speed.py --data_dir=.gpu/data --pack_multiple=8 \
     --out="$out/seqrec_speed_gpu.md"
   bench gram python3 benchmarks/gram_decode_speed.py --out="$out/gram_decode_speed_gpu.md"
+  bench ace python3 benchmarks/ace_speed.py --sizes=12101x576,100000x4096 --out="$out/ace_speed_gpu.md"
   echo "benchmarks done at $(( $(date +%s) - begin ))s"
   # phase a's unfinished runs first: their checkpoints stay on a warm machine, but a call drops the
   # ignored paths it does not carry, so only those whose embeddings came again can resume
