@@ -16,8 +16,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from core import records
-from core.dataset import DataError
+from recsys_core import records
+from recsys_core.dataset import DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<family>.py:<preset>", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for the run's config, logs, metrics and checkpoints")
@@ -35,7 +35,7 @@ def _family_runner(family: str):
     from seqrec import run as seqrec_run
     return seqrec_run.run
   if family == "embed":
-    from core.embed import run as embed_run
+    from recsys_core.embed import run as embed_run
     return embed_run.run
   if family == "gram":
     from gram_jax import run as gram_run

@@ -12,7 +12,7 @@ tables, its test_per_user.npz of the paired ACE-vs-baseline differences (a finis
 is evaluated again with --mode=eval). The ID-only SASRec does not depend on the extractor and runs once per dataset and seed. The
 lambda sweep reruns ACE with --config.init.lam=<lambda> (lambda 50 is the main ACE run). The
 anisotropy columns describe each initial item table as the model starts from it (seed 0), computed
-here with core/anisotropy.py; the plots (spectra, metric against lambda, validation curves of
+here with recsys_core/anisotropy.py; the plots (spectra, metric against lambda, validation curves of
 every initialiser, unfinished runs included) are PNGs next to the report. Hand-written notes below the
 marker at the end of the report are kept when it is regenerated.
 
@@ -37,10 +37,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import ace as ace_configs  # noqa: E402
-from core import anisotropy  # noqa: E402
-from core import plots  # noqa: E402
-from core import readers  # noqa: E402
-from core import records  # noqa: E402
+from recsys_core import anisotropy  # noqa: E402
+from recsys_core import plots  # noqa: E402
+from recsys_core import readers  # noqa: E402
+from recsys_core import records  # noqa: E402
 from lae_jax import ace_plots  # noqa: E402
 from seqrec import initialisers  # noqa: E402
 from seqrec import run as seqrec_run  # noqa: E402

@@ -25,7 +25,7 @@ from absl import flags
 import jax
 import numpy as np
 
-from core import records
+from recsys_core import records
 from lae_jax import ace
 
 _SIZES = flags.DEFINE_list("sizes", ["12101x576", "100000x4096"], "items x dims of E")

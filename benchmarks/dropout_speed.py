@@ -1,4 +1,4 @@
-"""Training-step time with flax's threefry dropout masks against core/dropout.py's hashed masks.
+"""Training-step time with flax's threefry dropout masks against recsys_core/dropout.py's hashed masks.
 
   python benchmarks/dropout_speed.py --out=benchmarks/results/dropout_speed.md
 
@@ -6,7 +6,7 @@ Times jit-compiled value_and_grad of each model's training loss (dropout on) wit
 of the shapes the real runs use: GRAM's CPU preset (tiny T5, 64 examples x 6 prompts x 64 tokens,
 8 label tokens, 8k vocabulary) and the ACE SASRec (hidden 128, a packed Beauty-like batch: rows of
 50 positions holding 256 sequences of mean length 8.4, 12,102 item rows). The reference swaps
-core.dropout.Dropout for flax.linen.Dropout in the same process; "no dropout" sets the rates to 0
+recsys_core.dropout.Dropout for flax.linen.Dropout in the same process; "no dropout" sets the rates to 0
 (the floor).
 """
 
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from core import dropout
+from recsys_core import dropout
 from gram_jax import loss as gram_loss
 from gram_jax import t5
 from seqrec import data
@@ -86,7 +86,7 @@ def main(argv):
   lines = [f"# Training-step time: threefry dropout masks against hashed masks "
            f"({jax.devices()[0].device_kind}, jax {jax.__version__}, median of {_REPEATS.value}; "
            f"load average before/after {load[0]:.2f} / {os.getloadavg()[0]:.2f})", "",
-           "| step (value_and_grad) | flax nn.Dropout (threefry) ms | core.dropout (hashed) ms | "
+           "| step (value_and_grad) | flax nn.Dropout (threefry) ms | recsys_core.dropout (hashed) ms | "
            "no dropout ms | speed-up |", "|---|---|---|---|---|", *rows, ""]
   print("\n".join(lines))
   if _OUT.value:

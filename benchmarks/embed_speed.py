@@ -8,7 +8,7 @@ twice through `embed_texts` (the launcher's batched, length-sorted, bucketed pat
 compiles, the second is timed. With sentence-transformers installed, its MiniLM encodes the same
 texts at the same batch size for comparison.
 
-Anisotropy (core/anisotropy.py) of each dataset's full catalogue, through `item_embeddings`, i.e.
+Anisotropy (recsys_core/anisotropy.py) of each dataset's full catalogue, through `item_embeddings`, i.e.
 the cache of `launch.py --config=configs/embed.py:<dataset>_<extractor>` (computed if missing, then
 reused); `--max_items=extractor:N` embeds a seeded random subset of N items instead (not cached).
 Run it on a quiet machine: the load average is printed beside the figures.
@@ -27,10 +27,10 @@ from absl import flags
 import numpy as np
 
 from configs import embed as embed_configs
-from core import anisotropy
-from core import readers
-from core.embed import extractors
-from core.embed import run as embed_run
+from recsys_core import anisotropy
+from recsys_core import readers
+from recsys_core.embed import extractors
+from recsys_core.embed import run as embed_run
 
 _EXTRACTORS = flags.DEFINE_list("extractors", ["minilm", "smollm2"], "extractors to measure")
 _DATASETS = flags.DEFINE_list("datasets", ["amazon_beauty", "amazon_toys"], "anisotropy datasets")
@@ -67,7 +67,7 @@ def measure_speed(extractor: str, ds) -> dict:
   if extractor == "minilm":
     try:
       import sentence_transformers  # pylint: disable=g-import-not-at-top
-      from core.embed import bert  # pylint: disable=g-import-not-at-top
+      from recsys_core.embed import bert  # pylint: disable=g-import-not-at-top
       model = sentence_transformers.SentenceTransformer(bert.minilm_dir(), device="cpu")
       model.encode(texts[:config.batch_size], batch_size=config.batch_size,
                    show_progress_bar=False)
@@ -139,8 +139,8 @@ def markdown(speed: list, aniso: list) -> str:
            f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores; {versions()}.", ""]
   if speed:
     lines += ["## Speed on amazon_beauty", "",
-              "Texts `title: ...; brand: ...; categories: ...; price: ...` (core/item_text.py), "
-              "float32, batched by length (core/embed/extractors.py). Timed: the second pass over "
+              "Texts `title: ...; brand: ...; categories: ...; price: ...` (recsys_core/item_text.py), "
+              "float32, batched by length (recsys_core/embed/extractors.py). Timed: the second pass over "
               "the same texts (the first compiles one program per padded length).", "",
               "| extractor | items | batch | mean tokens | items/s | first pass incl. compile (s) "
               "| weights load (s) | load avg | sentence-transformers items/s (min cosine to ours) |",
@@ -157,7 +157,7 @@ def markdown(speed: list, aniso: list) -> str:
               "Mean pairwise cosine over all pairs i != j; singular values of the L2-normalised, "
               "uncentred matrix; top-10 share of sum(s) and of sum(s^2); effective rank = "
               "exp(entropy of s / sum s); uniformity = log mean exp(-2 ||u_i - u_j||^2) "
-              "(core/anisotropy.py). Rows on a random subset: the mean cosine estimates the "
+              "(recsys_core/anisotropy.py). Rows on a random subset: the mean cosine estimates the "
               "catalogue's; the spectrum figures (top-10 shares, effective rank) depend on the "
               "number of items, so compare those at equal counts only.", "",
               "| dataset | extractor | items | dim | mean cosine | top-10 s share | "

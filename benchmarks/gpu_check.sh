@@ -11,7 +11,7 @@
 # The machine reaches no network: ml-collections (and, should the image's flax/optax/orbax not run
 # our code, our pinned versions of them) come as wheels in .whl/; datasets and cached LLM item
 # embeddings in .gpu/ (git-ignored): .gpu/data/<dataset>/user_sequence.txt, .gpu/data_ml/ (ml-100k,
-# ml-1m for the LAE benchmark), .gpu/emb_<extractor>/<dataset>.npy (core/embed's cache rows, dense
+# ml-1m for the LAE benchmark), .gpu/emb_<extractor>/<dataset>.npy (recsys_core/embed's cache rows, dense
 # item order). Everything the checks report lands in $OUT (default /tmp/gpu_out); the ACE runs go to
 # runs/ace/<dataset>/<init>_<extractor>/seed<N> as on a CPU, and come back as one tarball.
 # The carry limit (64 MiB) fits one extractor's embeddings per call: carry .whl, .gpu/data and

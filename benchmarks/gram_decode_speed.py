@@ -14,7 +14,7 @@ Hugging Face gets a dict-of-dicts trie (GRAM's `generation_trie` kind) for its p
 runs with length_penalty=0, our ranking. Both are timed end to end (encoder included) after one
 warm-up batch (our compile); users/second, the ratio, and how often the two agree on the top item
 and on the top-10 set are printed.
-Training: examples/second of the shared data-parallel step (core.train) with the seq2seq loss at
+Training: examples/second of the shared data-parallel step (recsys_core.train) with the seq2seq loss at
 each size, `--prompts` x `--prompt_len` inputs, after one compiling step.
 Run it on a quiet machine: the load average is printed beside the figures.
 """
@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import optax
 
-from core import train
+from recsys_core import train
 from gram_jax import beam_search
 from gram_jax import hf_convert
 from gram_jax import loss
@@ -261,7 +261,7 @@ def main(argv):
           if "hf" in r else "- | - | - | -")
     lines.append(f"| {r['size']} | {r['beams']} | {r['ours']:.2f} | {hf} | {r['compile_s']:.1f} |")
   if training:
-    lines += ["", f"Training (core.train step, seq2seq loss, AdamW, dropout .1): batch "
+    lines += ["", f"Training (recsys_core.train step, seq2seq loss, AdamW, dropout .1): batch "
                   f"{_TRAIN_BATCH.value}, {_PROMPTS.value} prompts x {_PROMPT_LEN.value} tokens, "
                   "10 label tokens.", "",
               "| size | examples/s | step s | compile s |", "|---|---|---|---|"]

@@ -3,7 +3,7 @@
   python benchmarks/gram_ids_compare.py [--datasets=amazon_beauty,amazon_toys]
       [--embeddings=/path/{dataset}.npy] [--out=benchmarks/results/gram_ids.md]
 
-Ours: item embeddings (default: all-MiniLM-L6-v2 through core/embed, configs/embed.py
+Ours: item embeddings (default: all-MiniLM-L6-v2 through recsys_core/embed, configs/embed.py
 <dataset>_minilm, cached; --embeddings gives a precomputed [num_items, d] .npy per dataset instead),
 hierarchical k-means at the paper's settings (Beauty c=128, l=7; Toys c=32, l=5), clusters named
 with a SentencePiece BPE vocabulary trained on the items' text (gram_jax/tokenizer.py). Theirs:
@@ -32,9 +32,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import embed as embed_configs  # pylint: disable=g-import-not-at-top
-from core.embed import run as embed_run  # pylint: disable=g-import-not-at-top
-from core.item_text import item_texts  # pylint: disable=g-import-not-at-top
-from core.readers import load_dataset  # pylint: disable=g-import-not-at-top
+from recsys_core.embed import run as embed_run  # pylint: disable=g-import-not-at-top
+from recsys_core.item_text import item_texts  # pylint: disable=g-import-not-at-top
+from recsys_core.readers import load_dataset  # pylint: disable=g-import-not-at-top
 from gram_jax import id_files, lexical_ids, prompts  # pylint: disable=g-import-not-at-top
 from gram_jax.tokenizer import WORD_START  # pylint: disable=g-import-not-at-top
 from gram_jax.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
@@ -151,7 +151,7 @@ def main():
       config.precomputed = args.embeddings.replace("{dataset}", name)
     emb, meta = embed_run.item_embeddings(config, ds)
     source = (f"precomputed `{os.path.basename(config.precomputed)}`" if args.embeddings else
-              f"core/embed `{config.extractor}` (cache {meta.get('cache', '?')})")
+              f"recsys_core/embed `{config.extractor}` (cache {meta.get('cache', '?')})")
     out_dir = os.path.join(args.ids_dir, name)
     tokenizer = train_sentencepiece(prompts.tokenizer_corpus(texts),
                                     os.path.join(out_dir, "spiece.model"), args.vocab_size)

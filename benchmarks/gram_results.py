@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import gram as gram_configs  # pylint: disable=g-import-not-at-top
-from core import records  # pylint: disable=g-import-not-at-top
+from recsys_core import records  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import ace as ace_configs
-from core import readers
+from recsys_core import readers
 from seqrec import data
 from seqrec import initialisers
 from seqrec import run

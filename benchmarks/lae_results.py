@@ -18,7 +18,7 @@ from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from core import records  # noqa: E402  pylint: disable=g-import-not-at-top
+from recsys_core import records  # noqa: E402  pylint: disable=g-import-not-at-top
 MODELS = ("lae", "ease", "rlae", "dlae", "edlae", "rdlae")
 DATASETS = (("gowalla_strong", "train"), ("gowalla_weak", "train"), ("ml-100k_strong", "search"),
             ("ml-1m_strong", "search"))

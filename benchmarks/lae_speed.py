@@ -30,8 +30,8 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from configs import lae as lae_configs
-from core import metrics as metrics_lib
-from core import records
+from recsys_core import metrics as metrics_lib
+from recsys_core import records
 from lae_jax import linalg
 from lae_jax import run as lae_run
 from lae_jax import solve

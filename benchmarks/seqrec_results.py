@@ -19,8 +19,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from core import plots  # noqa: E402  pylint: disable=g-import-not-at-top
-from core import records  # noqa: E402  pylint: disable=g-import-not-at-top
+from recsys_core import plots  # noqa: E402  pylint: disable=g-import-not-at-top
+from recsys_core import records  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _RUNS = flags.DEFINE_list("runs", ["amazon_beauty:runs/sasrec_beauty",
                                    "amazon_toys:runs/sasrec_toys"], "dataset:workdir pairs")

@@ -5,11 +5,11 @@
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/seqrec_speed.py --steps=10 \
       --mesh_sizes=1,8 --out=benchmarks/results/seqrec_devices.md
 
-Uses the preset's model and batch exactly as `launch.py` trains it (core.train step on a mesh over
+Uses the preset's model and batch exactly as `launch.py` trains it (recsys_core.train step on a mesh over
 all local devices, real batches of `seqrec.data.Batches`), after one untimed step per batch shape
 (packed batches come in a few row counts), which compiles it. Evaluation is timed as it runs
 (users sorted by history length, each batch cut to its longest history) and, as the reference, with
-every user's full max_len-wide history in user order (`core.metrics.evaluate`).
+every user's full max_len-wide history in user order (`recsys_core.metrics.evaluate`).
 With fake CPU devices the figure shows that the sharded step runs, not a speed-up (the devices share
 the same cores). With several `--mesh_sizes` every mesh trains from the same initial state on the same
 batches, and the table gives each one's largest parameter difference from the first mesh's. Run it on a quiet machine: the load average is printed beside the figures.
@@ -28,9 +28,9 @@ import jax
 import numpy as np
 
 from configs import sasrec as sasrec_configs
-from core import metrics as metrics_lib
-from core import readers
-from core import train
+from recsys_core import metrics as metrics_lib
+from recsys_core import readers
+from recsys_core import train
 from seqrec import data as data_lib
 from seqrec import run as seqrec_run
 from seqrec import sasrec

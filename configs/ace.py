@@ -6,7 +6,7 @@ dataset:   synthetic | amazon_beauty | amazon_toys | ml-1m
 init:      id | raw | llm2x | whitenrec | whitenrec_plus | llmemb | alphafuse | ace
            (seqrec/initialisers.py; `<dataset>_id` needs no extractor)
 extractor: minilm | smollm2 (| tiny_bert | tiny_llama: random weights) through the embedding cache
-           of core/embed (configs/embed.py's settings in config.init.embed; a cache miss embeds the
+           of recsys_core/embed (configs/embed.py's settings in config.init.embed; a cache miss embeds the
            items first) | bow (bag-of-words stand-in built from the item text; tests and the
            synthetic data) | a path to a precomputed .npy
            [num_items, d] (row i = item i of the dataset's reader), e.g.

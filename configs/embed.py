@@ -7,7 +7,7 @@ extractor: minilm (all-MiniLM-L6-v2, 384-d) | smollm2 (SmolLM2-135M-Instruct hid
   | tiny_bert | tiny_llama (random init, no weight packages: for CI and quick checks)
 The matrix [num_items, dim] float32 (row = dense item id) lands in config.cache_dir; a later run
 with the same item texts, model and pooling reuses it. Other code gets it through
-`core.embed.run.item_embeddings(config)`.
+`recsys_core.embed.run.item_embeddings(config)`.
 """
 
 import ml_collections
@@ -35,7 +35,7 @@ def get_config(arg: str = "synthetic_tiny_llama") -> ml_collections.ConfigDict:
   config.data_dir = "../shared/data"   # folder holding <dataset>/ (relative to the working directory)
   config.extractor = "tiny_llama"
 
-  # Item text: `title: ...; brand: ...; categories: ...` (core/item_text.py).
+  # Item text: `title: ...; brand: ...; categories: ...` (recsys_core/item_text.py).
   config.text_fields = ()              # () = the dataset's default fields (item_text.DEFAULT_FIELDS)
   config.text_sep = "; "
   config.lowercase = False

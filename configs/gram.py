@@ -38,7 +38,7 @@ PAPER_SCALE = dict(model=dict(size="small"), max_his=20, num_fine=20, prompt_len
                    length_penalty=1.0, prompt_buckets=(), valid_users=0)
 
 # CPU preset, from measurements on the 2-core CPU (tiny T5, training steps of 64 examples of N
-# prompts x L tokens, machine under load; ratios; with threefry dropout masks, before core/dropout.py's
+# prompts x L tokens, machine under load; ratios; with threefry dropout masks, before recsys_core/dropout.py's
 # hashed masks made the step ~1.8x faster: benchmarks/results/dropout_speed.md): a step costs
 # about 0.2 s + 0.45 s per prompt at L=64 and 2.7x that at L=128 (attention grows with L^2); Beauty's histories are short (mean 6.7
 # items, so 2/3 of 21 prompts are padding). Relative epoch costs on Beauty at L=64: 21 prompts
@@ -61,7 +61,7 @@ CPU = dict(model=dict(size="tiny"), max_his=20, num_fine=5, prompt_len=64, num_n
            length_penalty=0.0, prompt_buckets=(1, 2, 3), valid_users=2000)
 
 DATASETS = {
-    # 2,000 users, 1,000 items in 20 text clusters (core/synthetic.py): bag-of-words embeddings,
+    # 2,000 users, 1,000 items in 20 text clusters (recsys_core/synthetic.py): bag-of-words embeddings,
     # 3-level IDs, no neighbours (no SASRec run needed), a very small T5 and short prompts, so a
     # run trains in a minute and must beat popularity by far.
     "synthetic": dict(
@@ -132,7 +132,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.model.num_decoder_layers = 0
   config.model.num_heads = 0
 
-  # Training: the shared data-parallel step (core/train.py) and loop (core/loop.py).
+  # Training: the shared data-parallel step (recsys_core/train.py) and loop (recsys_core/loop.py).
   config.batch_size = 128              # global batch
   config.learning_rate = 1e-3          # AdamW peak
   config.weight_decay = 0.01

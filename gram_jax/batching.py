@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from core import train
+from recsys_core import train
 from gram_jax.data import GramExamples
 
 
@@ -64,7 +64,7 @@ class PromptBatches:
   """Seeded, resumable epochs of bucketed training batches (see the module docstring).
 
   On several processes each one yields its own equal share of the rows of every global batch (the
-  rows `core.train.global_batch` expects from it), as `seqrec.data.Batches` does.
+  rows `recsys_core.train.global_batch` expects from it), as `seqrec.data.Batches` does.
   """
 
   def __init__(self, examples: GramExamples, batch_size: int, seed: int, num_fine: int,

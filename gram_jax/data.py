@@ -2,7 +2,7 @@
 
 Examples (official `load_train` / `load_validation` / `load_test`, leave-one-out):
   train: every prefix of a user's training sequence seq[:t] (t = len - 2, see
-    `core.splits.leave_one_out_train_lengths`): history seq[:j] -> target seq[j], j = 1..t-1
+    `recsys_core.splits.leave_one_out_train_lengths`): history seq[:j] -> target seq[j], j = 1..t-1
     (the empty history j = 0 is skipped, `skip_empty_his=1`);
   valid: seq[:t] -> seq[t]; test: seq[:t+1] -> seq[t+1] (users with >= 3 interactions);
   the history is cut to its last `max_his` (20) items and put MOST RECENT FIRST.
@@ -30,8 +30,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.dataset import Dataset
-from core.splits import leave_one_out_train_lengths
+from recsys_core.dataset import Dataset
+from recsys_core.splits import leave_one_out_train_lengths
 from gram_jax import prompts
 from gram_jax.tokenizer import Tokenizer
 from seqrec.data import Examples, train_examples as seqrec_train_examples
@@ -75,7 +75,7 @@ def build_tables(ids: Sequence[Sequence[str]], texts: Sequence[str], tokenizer: 
 
   Args:
     ids: [num_items] lexical IDs (the tokenizer must hold their words: `tokenizer.with_words`).
-    texts: [num_items] lower-cased item text (`core.item_text.item_texts(..., lowercase=True)`).
+    texts: [num_items] lower-cased item text (`recsys_core.item_text.item_texts(..., lowercase=True)`).
     neighbours: [num_items, K] int dense neighbour ids, most similar first (K >= num_neighbours).
     num_neighbours: k of the fine prompt (official: Beauty 10, Toys 5, Sports 10; 0: none).
     prompt_len: L, tokens per prompt (official 128).

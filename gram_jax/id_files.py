@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.dataset import DataError
-from core.parsing import line_error, read_lines
+from recsys_core.dataset import DataError
+from recsys_core.parsing import line_error, read_lines
 
 
 def _item_index(item_ids: Sequence[str]) -> dict[str, int]:

@@ -3,7 +3,7 @@
 The decoder input is the label sequence shifted right behind the decoder start token (T5: pad 0),
 and the loss is the cross-entropy of every real label token, averaged over the real tokens of the
 global batch (Hugging Face's `labels` loss with padding ignored). `seq2seq_loss` has the signature
-of `core.train.make_train_step`'s loss functions.
+of `recsys_core.train.make_train_step`'s loss functions.
 """
 
 from __future__ import annotations

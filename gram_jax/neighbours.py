@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from core.checkpoint import Checkpoints
-from core.dataset import Dataset
-from core import train
+from recsys_core.checkpoint import Checkpoints
+from recsys_core.dataset import Dataset
+from recsys_core import train
 from gram_jax.id_files import read_neighbour_file
 
 

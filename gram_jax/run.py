@@ -12,7 +12,7 @@ Writes into the workdir:
   spiece.model    the trained tokenizer (tokenizer.kind "trained")
   ids.txt         our lexical IDs in the authors' format (ids.source "ours")
   metrics.jsonl   one line per validation ("step", "epoch", "train/loss", "valid/ndcg@10", ...)
-  checkpoints/    orbax: latest/ and best/ (core/checkpoint.py)
+  checkpoints/    orbax: latest/ and best/ (recsys_core/checkpoint.py)
   test_per_user.npz  the best checkpoint's per-user test metrics ("recall@10": [num_test_users],
                   ..., "user": their dense user ids) for paired comparisons between runs
   metrics.json    final: "test/recall@5", "test/ndcg@10", ... of the best checkpoint, its "valid/..."
@@ -42,14 +42,14 @@ import scipy.sparse as sp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
-from core import item_text
-from core import loop
-from core import metrics as metrics_lib
-from core import readers
-from core import records
-from core import train
-from core.checkpoint import Checkpoints
-from core.dataset import Dataset
+from recsys_core import item_text
+from recsys_core import loop
+from recsys_core import metrics as metrics_lib
+from recsys_core import readers
+from recsys_core import records
+from recsys_core import train
+from recsys_core.checkpoint import Checkpoints
+from recsys_core.dataset import Dataset
 from gram_jax import batching
 from gram_jax import beam_search
 from gram_jax import data as data_lib
@@ -106,8 +106,8 @@ def check_spec(path: str, spec: dict) -> None:
 
 def id_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray:
   """[num_items, d] item embeddings to cluster: config.ids.embeddings (bow | PATH.npy | an
-  extractor of core/embed, whose settings are config.ids.embed)."""
-  from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
+  extractor of recsys_core/embed, whose settings are config.ids.embed)."""
+  from recsys_core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
   from seqrec import initialisers  # pylint: disable=import-outside-toplevel
   return embed_run.embeddings_by_name(
       config.ids.embeddings, config.ids.get("embed"), ds, "config.ids.embeddings",

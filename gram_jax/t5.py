@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from core import dropout
+from recsys_core import dropout
 
 NEG_INF = float(np.finfo(np.float32).min)
 

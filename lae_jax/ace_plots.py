@@ -9,8 +9,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from core import plots
-from core.plots import plt  # pyplot with the Agg backend chosen
+from recsys_core import plots
+from recsys_core.plots import plt  # pyplot with the Agg backend chosen
 
 
 def ace_singular_values(raw: np.ndarray, lam: float) -> np.ndarray:

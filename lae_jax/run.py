@@ -16,12 +16,12 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from core import filters
-from core import metrics as metrics_lib
-from core import readers
-from core import records
-from core import splits
-from core.dataset import DataError, EvalSet, Split
+from recsys_core import filters
+from recsys_core import metrics as metrics_lib
+from recsys_core import readers
+from recsys_core import records
+from recsys_core import splits
+from recsys_core.dataset import DataError, EvalSet, Split
 from lae_jax import closed_forms
 from lae_jax import linalg
 from lae_jax import solve

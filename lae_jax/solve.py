@@ -79,12 +79,12 @@ def lae_scores(b: jax.Array, fold_in: jax.Array) -> jax.Array:
 
 
 def given_scores(unused_params, unused_fold_in: jax.Array, scores: jax.Array) -> jax.Array:
-  """score_fn for core.metrics.evaluate when the scores [batch, n] come as batch inputs."""
+  """score_fn for recsys_core.metrics.evaluate when the scores [batch, n] come as batch inputs."""
   return scores
 
 
 def scorer(b: jax.Array, fold_in: sp.spmatrix) -> tuple:
-  """How core.metrics.evaluate scores users by X_u B: (score_fn, params, batch_inputs).
+  """How recsys_core.metrics.evaluate scores users by X_u B: (score_fn, params, batch_inputs).
 
   Where B lives on the CPU the product is sparse (scipy CSR rows times B, read in place): a batch
   costs nnz(X_batch) x n multiply-adds instead of the dense batch x n x n (a whole EASE run on

@@ -1,7 +1,7 @@
 """SASRec inputs on the host (numpy): training examples as RecBole builds them, and eval histories.
 
 Training examples (RecBole's `SequentialDataset.prepare_data_augmentation` + leave-one-out): for
-every user with training prefix seq[:t] (t = `core.splits.leave_one_out_train_lengths`), every
+every user with training prefix seq[:t] (t = `recsys_core.splits.leave_one_out_train_lengths`), every
 position j = 1..t-1 is one example: input seq[max(0, j - max_len):j] (the last max_len items before
 j), target seq[j]. Inputs are RIGHT-padded with 0 and ids are shifted by one (item i -> i + 1).
 The validation example of a user is seq[:t] -> seq[t]; the test example seq[:t+1] -> seq[t+1].
@@ -27,9 +27,9 @@ from typing import Iterator
 
 import numpy as np
 
-from core import train
-from core.dataset import Dataset
-from core.splits import leave_one_out_train_lengths
+from recsys_core import train
+from recsys_core.dataset import Dataset
+from recsys_core.splits import leave_one_out_train_lengths
 
 
 def padded_windows(items: np.ndarray, ends: np.ndarray, lengths: np.ndarray, max_len: int
@@ -152,7 +152,7 @@ class Batches:
   """Seeded, resumable epochs of fixed-size training batches of `Examples`.
 
   On several processes each one yields its own equal share of the rows of every global batch (the
-  rows `core.train.global_batch` expects from it).
+  rows `recsys_core.train.global_batch` expects from it).
   """
 
   def __init__(self, examples: Examples, batch_size: int, seed: int, pack_multiple: int = 0):

@@ -57,8 +57,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from core import dropout
-from core.dataset import Dataset
+from recsys_core import dropout
+from recsys_core.dataset import Dataset
 from lae_jax import ace
 from seqrec import sasrec
 
@@ -196,7 +196,7 @@ class AlphaFuseTable(FrozenInputTable):
 
 
 def is_frozen(path: tuple) -> bool:
-  """Key-path predicate of the frozen initialiser parameters (for core.train.masked_optimizer)."""
+  """Key-path predicate of the frozen initialiser parameters (for recsys_core.train.masked_optimizer)."""
   return bool(path) and str(path[-1]).startswith("frozen_")
 
 
@@ -284,7 +284,7 @@ def llm_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray
   """[num_items, d] float32 item embeddings named by config.init.embeddings, row i = item i.
 
   config.init.embeddings: a .npy path; "bow" (`bag_of_words_embeddings`); or an extractor of the
-  embedding cache (core/embed: minilm, smollm2, tiny_bert, tiny_llama), whose settings come in
+  embedding cache (recsys_core/embed: minilm, smollm2, tiny_bert, tiny_llama), whose settings come in
   config.init.embed (configs/embed.py's <dataset>_<extractor>, attached by configs/ace.py); a cache
   miss computes and stores the matrix first.
   """
@@ -292,7 +292,7 @@ def llm_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray
   if not source:
     raise ValueError(f"config.init.kind={config.init.kind!r} needs config.init.embeddings: a .npy "
                      "[num_items, d] path, bow, or an extractor (minilm, smollm2, ...)")
-  from core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
+  from recsys_core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
   x = embed_run.embeddings_by_name(
       source, config.init.get("embed"), ds, "config.init.embeddings",
       lambda d: bag_of_words_embeddings(d, config.init.bow_dims, config.init.bow_seed))

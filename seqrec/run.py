@@ -2,7 +2,7 @@
 
 Writes into the workdir:
   metrics.jsonl   one line per validation ("step", "epoch", "train/loss", "valid/ndcg@10", ...)
-  checkpoints/    orbax: latest/ and best/ (see core/checkpoint.py)
+  checkpoints/    orbax: latest/ and best/ (see recsys_core/checkpoint.py)
   metrics.json    final: "test/recall@10", "test/ndcg@20", ... of the best checkpoint, its
                   "valid/..." metrics, "best/epoch", "time/..." and the data sizes
   eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed
@@ -23,14 +23,14 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from core import loop
-from core import metrics as metrics_lib
-from core import readers
-from core import records
-from core import splits
-from core import train
-from core.checkpoint import Checkpoints
-from core.dataset import Dataset, EvalSet
+from recsys_core import loop
+from recsys_core import metrics as metrics_lib
+from recsys_core import readers
+from recsys_core import records
+from recsys_core import splits
+from recsys_core import train
+from recsys_core.checkpoint import Checkpoints
+from recsys_core.dataset import Dataset, EvalSet
 from seqrec import data as data_lib
 from seqrec import initialisers
 from seqrec import sasrec

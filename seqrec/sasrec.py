@@ -2,7 +2,7 @@
 
 Facts taken from RecBole's `sequential_recommender/sasrec.py` and `model/layers.py`
 (TransformerEncoder, MultiHeadAttention, FeedForward), all reproduced here:
-- Item ids are shifted by one: id 0 is padding, item i of a `core.dataset.Dataset` is id i + 1. The
+- Item ids are shifted by one: id 0 is padding, item i of a `recsys_core.dataset.Dataset` is id i + 1. The
   item table has num_items + 1 rows; RecBole's `padding_idx=0` row is then re-initialised like the
   others by its `_init_weights`, so it is an ordinary trainable row (it gets gradient only through
   the output scores).
@@ -21,7 +21,7 @@ Checked against RecBole 1.2.1's own modules with shared weights (benchmarks/recb
 scores agree to 1.4e-6; the Beauty configuration has RecBole's 877,824 parameters.
 Not in RecBole: training rows may hold several sequences (`seqrec.data.Batches` packing); each one
 then takes its own positions and attends only to itself (`segments`), so its outputs are unchanged.
-Dropout masks come from `core.dropout` (hashed, cheaper than threefry on a CPU).
+Dropout masks come from `recsys_core.dropout` (hashed, cheaper than threefry on a CPU).
 
 Evaluation (full ranking, `seqrec/run.py`): RecBole's sequential full-sort evaluation masks ONLY the
 padding id 0 (`scores[:, 0] = -inf`; its FullSortEvalDataLoader passes no history for sequential
@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from core import dropout
+from recsys_core import dropout
 
 PADDING = 0
 
@@ -251,5 +251,5 @@ def init_params(model: SASRec, seed: int, item_table: Optional[np.ndarray] = Non
 
 
 def is_item_table(path: tuple) -> bool:
-  """Key-path predicate of the item table (for `core.train.masked_optimizer` when frozen)."""
+  """Key-path predicate of the item table (for `recsys_core.train.masked_optimizer` when frozen)."""
   return tuple(path[-2:]) == ("item_embedding", "embedding")

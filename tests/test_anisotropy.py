@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from core import anisotropy
+from recsys_core import anisotropy
 
 
 def _cone(n=300, d=16, offset=2.0, seed=0):

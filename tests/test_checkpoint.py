@@ -1,4 +1,4 @@
-"""core/checkpoint.py: kill -9 and resume == uninterrupted; mismatched checkpoints are refused."""
+"""recsys_core/checkpoint.py: kill -9 and resume == uninterrupted; mismatched checkpoints are refused."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from core import train
-from core.checkpoint import CheckpointMismatchError, Checkpoints
+from recsys_core import train
+from recsys_core.checkpoint import CheckpointMismatchError, Checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny and fast: 34 batches of 1024 per epoch; the validation at step 34 and the stop at step 60

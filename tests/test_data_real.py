@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from core import readers, splits
+from recsys_core import readers, splits
 
 # name: (users, items, interactions, {text field: items with a value}) as in the data README.
 COUNTS = {

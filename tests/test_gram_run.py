@@ -14,9 +14,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from core import readers
-from core.item_text import item_texts
-from core.synthetic import make_synthetic
+from recsys_core import readers
+from recsys_core.item_text import item_texts
+from recsys_core.synthetic import make_synthetic
 from configs import gram as gram_configs
 from gram_jax import batching, data, prompts
 from gram_jax import run as gram_run

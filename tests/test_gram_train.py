@@ -1,4 +1,4 @@
-"""The T5 trains through the shared step (core.train) and checkpoints (core.checkpoint): the loss
+"""The T5 trains through the shared step (recsys_core.train) and checkpoints (recsys_core.checkpoint): the loss
 drops, a checkpoint restores exactly, and 8 fake devices give the single-device parameters."""
 
 import functools
@@ -14,8 +14,8 @@ import numpy as np
 import optax
 import pytest
 
-from core import train
-from core.checkpoint import Checkpoints
+from recsys_core import train
+from recsys_core.checkpoint import Checkpoints
 from gram_jax import loss
 from gram_jax import t5
 
@@ -52,10 +52,9 @@ def batches(count: int, batch: int = 16, seed: int = 0) -> list:
 _SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np, optax
-    from core import train
+    from recsys_core import train
     from gram_jax import loss, t5
-    sys.path.insert(0, "tests")
-    from test_gram_train import batches, tiny_model
+    from tests.test_gram_train import batches, tiny_model
     assert jax.device_count() == 8, jax.devices()
     model = tiny_model(dropout_rate=0.0)
     optimizer = optax.adamw(1e-3, weight_decay=0.01)

@@ -16,7 +16,7 @@ import pytest
 
 from configs import ace as ace_configs
 from configs import sasrec as sasrec_configs
-from core import readers
+from recsys_core import readers
 from seqrec import initialisers
 from seqrec import run
 from seqrec import sasrec
@@ -45,13 +45,13 @@ def tiny_config(preset_kind, **init):
 
 # Runs in a fresh process at XLA optimisation level 0 (compiling the five train steps then takes a
 # third of the time; speed does not matter here). For every kind: build the table through
-# configs/ace.py's synthetic preset, take 3 steps of core.train's step on one synthetic batch
+# configs/ace.py's synthetic preset, take 3 steps of recsys_core.train's step on one synthetic batch
 # (dropout off, so its falling loss is not noise), report the initial table and which parameters
 # moved. id/raw/llm2x/ace share one model, so one step.
 _TRAIN_SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np
-    from core import train
+    from recsys_core import train
     from seqrec import data as data_lib, initialisers, run, sasrec
     from tests.test_initialisers import synthetic, tiny_config
     ds = synthetic()

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from core import item_text
-from core import readers
-from core import synthetic
-from core.dataset import Dataset
+from recsys_core import item_text
+from recsys_core import readers
+from recsys_core import synthetic
+from recsys_core.dataset import Dataset
 
 
 def _dataset(text):

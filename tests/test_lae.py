@@ -156,7 +156,7 @@ def test_blocked_cholesky_inverse_matches_numpy(monkeypatch, dtype):
 def test_weak_run_path_equals_direct_solve():
   """fit_and_evaluate's weak shortcut (scores from the Woodbury factors) reports the direct path's metrics."""
   from configs import lae as lae_configs
-  from core import splits, synthetic
+  from recsys_core import splits, synthetic
   from lae_jax import run as lae_run
   config = lae_configs.get_config("rdlae_synthetic")
   config.progress, config.recall_normalization = False, "size"
@@ -172,8 +172,8 @@ def test_weak_run_path_equals_direct_solve():
 
 def test_cpu_scorer_uses_sparse_products_with_the_dense_products_metrics():
   """On the CPU, users are scored by scipy's sparse X_u times B; same metrics as the dense X_u @ B."""
-  from core import metrics as metrics_lib
-  from core.dataset import EvalSet
+  from recsys_core import metrics as metrics_lib
+  from recsys_core.dataset import EvalSet
   x = random_interactions(120, 90, seed=3)
   b = np.asarray(solve.fit(x, "ease", lam=15.0)[0])  # on the host whatever the default backend
   fold_in = random_interactions(57, 90, density=0.05, seed=4)

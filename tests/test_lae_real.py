@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from configs import lae as lae_configs
-from core import metrics as metrics_lib
-from core import readers
+from recsys_core import metrics as metrics_lib
+from recsys_core import readers
 from lae_jax import run as lae_run
 from lae_jax import solve
 

@@ -1,4 +1,4 @@
-"""Tests of core/metrics.py: hand-computed cases, and `evaluate` against a dense numpy reference."""
+"""Tests of recsys_core/metrics.py: hand-computed cases, and `evaluate` against a dense numpy reference."""
 
 import math
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core import metrics
-from core.dataset import EvalSet
+from recsys_core import metrics
+from recsys_core.dataset import EvalSet
 
 # 1 / log2(r + 1) for ranks r = 1, 2, 3.
 D1, D2, D3 = 1.0, 0.6309297535714575, 0.5

@@ -2,7 +2,7 @@
 
 import json
 
-from core import plots
+from recsys_core import plots
 
 
 def test_learning_curves_from_run_folders(tmp_path):

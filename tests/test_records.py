@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from core import records
+from recsys_core import records
 
 
 def test_write_json_and_arrays_round_trip(tmp_path):

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from core import records
+from recsys_core import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USERS = 40

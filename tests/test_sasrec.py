@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from core import train
+from recsys_core import train
 from seqrec import sasrec
 
 SMALL = dict(num_items=11, max_len=6, hidden=8, inner=16, num_layers=2, num_heads=2)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core import metrics as metrics_lib
-from core.dataset import Dataset
+from recsys_core import metrics as metrics_lib
+from recsys_core.dataset import Dataset
 from seqrec import data
 from seqrec import run
 

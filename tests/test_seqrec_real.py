@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core import readers
+from recsys_core import readers
 from seqrec import data
 from seqrec import run
 

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from core import metrics as metrics_lib
-from core import readers
-from core import splits
+from recsys_core import metrics as metrics_lib
+from recsys_core import readers
+from recsys_core import splits
 from seqrec import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""core/train.py: the data-parallel step (8 fake devices == 1 device), batches, the NaN stop."""
+"""recsys_core/train.py: the data-parallel step (8 fake devices == 1 device), batches, the NaN stop."""
 
 import json
 import os
@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from core import train
+from recsys_core import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,8 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHARDED_SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np, optax, scipy.sparse as sp
-    from core import metrics as metrics_lib, train
-    from core.dataset import EvalSet
+    from recsys_core import metrics as metrics_lib, train
+    from recsys_core.dataset import EvalSet
     from seqrec import data, sasrec
     assert jax.device_count() == 8, jax.devices()
     model = sasrec.SASRec(num_items=50, max_len=8, hidden=16, inner=32, num_layers=2,
@@ -83,7 +83,7 @@ def test_sharded_step_on_8_devices_equals_single_device():
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   out = json.loads(result.stdout.strip().splitlines()[-1])
-  # Same dropout masks (core/dropout.py: a function of the key and the global index), same data:
+  # Same dropout masks (recsys_core/dropout.py: a function of the key and the global index), same data:
   # only the order of the cross-device gradient sums differs, so after 4 Adam steps (lr 1e-2)
   # parameters agree to 1e-5.
   assert out["max_diff"] < 1e-5 and out["packed_diff"] < 1e-5, out

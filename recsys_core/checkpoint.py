@@ -19,7 +19,7 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
-from core.train import path_names
+from recsys_core.train import path_names
 
 KINDS = ("latest", "best")
 

@@ -2,7 +2,7 @@
 
 `Dataset` holds all interactions of a dataset as per-user chronological sequences in CSR form
 (dense 0-based ids, maps back to the raw string ids) plus optional item text. Split builders
-(`core/splits.py`) turn a `Dataset` into a `Split`: sparse binary user x item matrices that the
+(`recsys_core/splits.py`) turn a `Dataset` into a `Split`: sparse binary user x item matrices that the
 linear autoencoders fit on, and evaluation sets of (fold-in, target) matrices.
 """
 

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
-from core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
+from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
 
 
 def _distinct_pairs(ds: Dataset, users: Optional[np.ndarray] = None):

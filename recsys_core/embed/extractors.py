@@ -19,8 +19,8 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tqdm import tqdm
 
-from core import train
-from core.embed import bert, gguf_weights, llama, packages, pooling
+from recsys_core import train
+from recsys_core.embed import bert, gguf_weights, llama, packages, pooling
 
 EXTRACTORS = ("minilm", "smollm2", "tiny_bert", "tiny_llama")
 # Tokens per text when config.max_len is 0; MiniLM's is its sentence_bert_config max_seq_length.

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
-from core.metrics import paired_difference
+from recsys_core.metrics import paired_difference
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -20,9 +20,9 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from core import synthetic
-from core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
-from core.parsing import (assemble, gc_paused, index_ids, line_error, numbers, pairs_dataset,
+from recsys_core import synthetic
+from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
+from recsys_core.parsing import (assemble, gc_paused, index_ids, line_error, numbers, pairs_dataset,
                           read_lines, split_columns)
 
 # Standard item-text field names across formats (other fields keep their own names).

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-from core.embed import packages
-from core.embed.llama import LlamaConfig
+from recsys_core.embed import packages
+from recsys_core.embed.llama import LlamaConfig
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONTROL = 3  # llama.cpp token type of special tokens

@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from core.embed import packages
+from recsys_core.embed import packages
 
 
 @dataclasses.dataclass(frozen=True)

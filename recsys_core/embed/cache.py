@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from core import records
+from recsys_core import records
 
 
 def texts_hash(texts: Sequence[str]) -> str:

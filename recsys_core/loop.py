@@ -29,9 +29,9 @@ import jax
 import ml_collections
 import tqdm
 
-from core import records
-from core import train
-from core.checkpoint import Checkpoints
+from recsys_core import records
+from recsys_core import train
+from recsys_core.checkpoint import Checkpoints
 
 
 class EpochBatches(Protocol):
@@ -54,7 +54,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: train.
 
   Args:
     state: the initial TrainState, replicated on `mesh` (also the restore target).
-    step_fn: `core.train.make_train_step(...)` output.
+    step_fn: `recsys_core.train.make_train_step(...)` output.
     batches: epochs of host batches (e.g. `seqrec.data.Batches`).
     validate: params -> {"valid/<metric>@k": float, ...}.
     checkpoints: where to save and restore.

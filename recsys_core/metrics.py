@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 import tqdm
 
-from core.dataset import EvalSet
+from recsys_core.dataset import EvalSet
 
 NORMALIZATIONS = ("min", "size")
 GROUPS = ("head", "tail")
@@ -240,7 +240,7 @@ def evaluate_per_user(
     batch_inputs: optional (start, stop) -> pytree of per-user inputs with leading axis stop - start
       (e.g. item sequences, or rows of a precomputed score matrix); when given, score_fn is called as
       score_fn(params, fold_in, inputs) with inputs zero-padded to batch_size rows.
-    mesh: optional ('data',) mesh (core.train.make_mesh): params are replicated on it and each
+    mesh: optional ('data',) mesh (recsys_core.train.make_mesh): params are replicated on it and each
       batch of users is split over its devices (batch_size rounded up to a multiple of its size).
       Every process passes the same arguments; each puts only its own devices' rows. Without a
       mesh everything runs on the default device.

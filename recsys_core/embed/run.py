@@ -5,12 +5,12 @@ launch.py.
 
 A run writes DIR/metrics.json: the cache path and whether it hit, num_items, dim, timings
 ("time/load_s" weights, "time/embed_s" tokenise + compile + forward, "items_per_s") and the
-anisotropy of the matrix ("anisotropy/mean_cosine", ..., see core/anisotropy.py).
+anisotropy of the matrix ("anisotropy/mean_cosine", ..., see recsys_core/anisotropy.py).
 
 Other code (ACE's initialisation, GRAM's lexical IDs) takes the matrix from an embed config:
 
   from configs import embed as embed_configs
-  from core.embed.run import item_embeddings
+  from recsys_core.embed.run import item_embeddings
   emb, meta = item_embeddings(embed_configs.get_config("amazon_beauty_minilm"), ds)  # [items, 384]
 """
 
@@ -26,14 +26,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from core import anisotropy
-from core import item_text
-from core import readers
-from core import records
-from core.dataset import Dataset
-from core.embed import cache
-from core.embed import extractors
-from core.embed import precomputed
+from recsys_core import anisotropy
+from recsys_core import item_text
+from recsys_core import readers
+from recsys_core import records
+from recsys_core.dataset import Dataset
+from recsys_core.embed import cache
+from recsys_core.embed import extractors
+from recsys_core.embed import precomputed
 
 
 def versions() -> dict[str, str]:
@@ -53,7 +53,7 @@ def template(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def texts_to_embed(config: ml_collections.ConfigDict, ds: Dataset) -> list[str]:
-  """[num_items] model inputs: each item's text (core/item_text.py) inside config.prompt."""
+  """[num_items] model inputs: each item's text (recsys_core/item_text.py) inside config.prompt."""
   if "{text}" not in config.prompt:
     raise ValueError(f"config.prompt {config.prompt!r} lacks the '{{text}}' placeholder")
   texts = item_text.item_texts(ds, tuple(config.text_fields), config.text_sep, config.lowercase)

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from core.dataset import DataError, Dataset
+from recsys_core.dataset import DataError, Dataset
 
 
 def select_interactions(ds: Dataset, keep: np.ndarray) -> Dataset:

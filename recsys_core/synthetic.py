@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.dataset import Dataset
+from recsys_core.dataset import Dataset
 
 _CONSONANTS = list("bdfgklmnprstvz")
 _VOWELS = list("aeiou")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.dataset import DataError
+from recsys_core.dataset import DataError
 
 
 def _read_matrix(path: str, key: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Shared plotting (PNG, matplotlib Agg): learning curves of runs, and the one way figures are saved.
 
-Other plotting modules take pyplot from here (`from core.plots import plt`), so the headless Agg
+Other plotting modules take pyplot from here (`from recsys_core.plots import plt`), so the headless Agg
 backend is chosen in one place.
 """
 

@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from core.dataset import DataError, Dataset
+from recsys_core.dataset import DataError, Dataset
 
 
 @contextlib.contextmanager

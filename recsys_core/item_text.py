@@ -1,7 +1,7 @@
 """The text of an item as the papers embed it: `title: ...; brand: ...; categories: a, b, c; price: ...`.
 
 GRAM's fine prompts and ACE's embeddings both describe an item by its labelled metadata fields in a
-fixed order. The readers (`core/readers.py`) expose every dataset's fields under standard names
+fixed order. The readers (`recsys_core/readers.py`) expose every dataset's fields under standard names
 (`title`, `brand`, `categories`, `price`, `year`, `genres`; lastfm's artist `name` is its `title`);
 this module only chooses and formats them.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from core.dataset import Dataset
+from recsys_core.dataset import Dataset
 
 # Default field order: the papers' Amazon order, then the MovieLens fields. A dataset uses the
 # fields of this list it has (beauty: title, brand, categories, price; toys: title, categories;
