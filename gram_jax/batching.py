@@ -25,6 +25,7 @@ import numpy as np
 
 from recsys_core import train
 from gram_jax.data import GramExamples
+from recsys_core.errors import ConfigError
 
 
 def num_fine_prompts(examples: GramExamples, num_fine: int) -> np.ndarray:
@@ -41,7 +42,7 @@ def bucket_bounds(buckets: Sequence[int], num_fine: int, item_prompts: bool = Tr
   if not item_prompts:
     return (0,)
   if num_fine < 1:
-    raise ValueError(f"num_fine={num_fine}: item prompts need at least one fine prompt (or set "
+    raise ConfigError(f"num_fine={num_fine}: item prompts need at least one fine prompt (or set "
                      "item_prompts=False)")
   bounds = sorted({int(b) for b in buckets if 0 < int(b) < num_fine})
   return tuple(bounds) + (num_fine,)

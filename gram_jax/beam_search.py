@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from gram_jax import t5
 from gram_jax.trie import DeviceTrie
+from recsys_core.errors import ConfigError
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_beams", "length_penalty"))
@@ -56,7 +57,7 @@ def constrained_beam_search(model: t5.T5, params: Any, trie: DeviceTrie, input_i
   """
   config = model.config
   if num_beams < 1:
-    raise ValueError(f"num_beams={num_beams}; it must be at least 1")
+    raise ConfigError(f"num_beams={num_beams}; it must be at least 1")
   if trie.vocab_bound > config.vocab_size:
     raise ValueError(f"the trie has token {trie.vocab_bound - 1}, outside the model's vocabulary "
                      f"of {config.vocab_size}")

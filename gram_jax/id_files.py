@@ -15,11 +15,11 @@ malformed line raises a one-line DataError naming the file and line.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
 
+from recsys_core import records
 from recsys_core.dataset import DataError
 from recsys_core.parsing import line_error, read_lines
 
@@ -35,18 +35,9 @@ def _check_covered(path: str, item_ids: Sequence[str], line_of: np.ndarray) -> N
                     f"{item_ids[missing[0]]!r}; the file must list every item")
 
 
-def _write_atomic(path: str, lines: Sequence[str]) -> None:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".txt")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-      f.write("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+def _write_lines(path: str, lines: Sequence[str]) -> None:
+  text = "".join(line + "\n" for line in lines).encode("utf-8")
+  records.write_atomic(path, lambda f: f.write(text))
 
 
 def _check_word(word: str) -> bool:
@@ -110,7 +101,7 @@ def write_id_file(path: str, item_ids: Sequence[str], ids: Sequence[Sequence[str
     if not words or not all(map(_check_word, words)):
       raise ValueError(f"item {item!r}: ID {tuple(words)!r} is empty or has a token with '|' or "
                        "whitespace")
-  _write_atomic(path, [f"{item} {format_id(words)}" for item, words in zip(item_ids, ids)])
+  _write_lines(path, [f"{item} {format_id(words)}" for item, words in zip(item_ids, ids)])
 
 
 # --- collaborative neighbours -------------------------------------------------------------------
@@ -155,4 +146,4 @@ def write_neighbour_file(path: str, item_ids: Sequence[str], neighbours: np.ndar
   header = "anchor " + " ".join(f"top{j + 1}" for j in range(neighbours.shape[1]))
   rows = [" ".join([item_ids[i]] + [item_ids[j] for j in neighbours[i]])
           for i in range(len(item_ids))]
-  _write_atomic(path, [header] + rows)
+  _write_lines(path, [header] + rows)

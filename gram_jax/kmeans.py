@@ -28,6 +28,7 @@ from typing import Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+from recsys_core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +130,7 @@ def kmeans(x: np.ndarray, k: int, key: Union[int, jax.Array] = 0, num_restarts: 
   x = np.asarray(x, np.float32)
   n, d = x.shape
   if k < 1 or n < k:
-    raise ValueError(f"k-means needs 1 <= k <= n points; got k={k}, n={n}")
+    raise ConfigError(f"k-means needs 1 <= k <= n points; got k={k}, n={n}")
   if isinstance(key, int):
     key = jax.random.PRNGKey(key)
   size = bucket_size(n)

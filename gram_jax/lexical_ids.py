@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from gram_jax import kmeans as kmeans_lib
 from gram_jax.tokenizer import Tokenizer, WORD_START
+from recsys_core.errors import ConfigError
 
 
 def hierarchical_clusters(embeddings: np.ndarray, num_clusters: int, depth: int, seed: int = 0,
@@ -51,7 +52,7 @@ def hierarchical_clusters(embeddings: np.ndarray, num_clusters: int, depth: int,
   if x.ndim != 2 or not len(x):
     raise ValueError(f"embeddings must be a non-empty [num_items, d] matrix, got {x.shape}")
   if num_clusters < 2 or depth < 1:
-    raise ValueError(f"need num_clusters >= 2 and depth >= 1, got c={num_clusters}, l={depth}")
+    raise ConfigError(f"need num_clusters >= 2 and depth >= 1, got c={num_clusters}, l={depth}")
   if normalize:
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   paths = np.zeros((len(x), depth), np.int32)  # singletons continue with child 0

@@ -25,6 +25,7 @@ import numpy as np
 
 from gram_jax.id_files import format_id
 from gram_jax.tokenizer import Tokenizer
+from recsys_core.errors import ConfigError
 
 Segment = Union[str, tuple]  # text, or a lexical ID (tuple of words)
 
@@ -81,7 +82,7 @@ class PromptEncoder:
 
   def __init__(self, tokenizer: Tokenizer, max_len: int = 128):
     if max_len < 2:
-      raise ValueError(f"prompt max_len={max_len}: need room for a token and EOS")
+      raise ConfigError(f"prompt max_len={max_len}: need room for a token and EOS")
     self.tokenizer = tokenizer
     self.max_len = max_len
     self._text: dict[tuple[str, bool], list[int]] = {}

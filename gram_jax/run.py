@@ -33,15 +33,14 @@ from typing import Any
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import scipy.sparse as sp
-from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
+from recsys_core import evaluation
 from recsys_core import item_text
 from recsys_core import loop
 from recsys_core import metrics as metrics_lib
@@ -62,6 +61,7 @@ from gram_jax import prompts
 from gram_jax import t5
 from gram_jax import tokenizer as tokenizer_lib
 from gram_jax.trie import build_trie
+from recsys_core.errors import ConfigError
 
 ID_SOURCES = ("ours", "authors")
 _MODEL_OVERRIDES = ("d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads")
@@ -97,7 +97,7 @@ def check_spec(path: str, spec: dict) -> None:
       stored = json.load(f)
     for key in sorted(set(stored) | set(spec)):
       if stored.get(key) != spec.get(key):
-        raise ValueError(
+        raise ConfigError(
             f"{path}: this workdir's tokenizer/IDs were built with {key}={stored.get(key)!r} but "
             f"the config gives {spec.get(key)!r}; use a new --workdir for a different setting")
   elif jax.process_index() == 0:
@@ -118,7 +118,7 @@ def tokenizer_and_ids(config: ml_collections.ConfigDict, ds: Dataset, texts: lis
   """(tokenizer holding every ID word, [num_items] lexical IDs, path of the ID file), built into
   the workdir on the first launch and read back on later ones."""
   if config.ids.source not in ID_SOURCES:
-    raise ValueError(f"config.ids.source={config.ids.source!r}: use one of {', '.join(ID_SOURCES)}")
+    raise ConfigError(f"config.ids.source={config.ids.source!r}: use one of {', '.join(ID_SOURCES)}")
   check_spec(os.path.join(workdir, "gram_data.json"), data_spec(config, ds, texts))
   if config.ids.source == "authors":
     id_path = id_files.authors_id_path(os.path.join(config.data_dir, ds.name))
@@ -143,7 +143,7 @@ def tokenizer_and_ids(config: ml_collections.ConfigDict, ds: Dataset, texts: lis
     ids = [ids[i] for i in order]
   tokenizer = tokenizer.with_words(w for words in ids for w in words)
   if (tokenizer.pad_id, tokenizer.eos_id) != (0, 1):
-    raise ValueError(f"{tokenizer.source}: pad/eos ids are {tokenizer.pad_id}/{tokenizer.eos_id}; "
+    raise ConfigError(f"{tokenizer.source}: pad/eos ids are {tokenizer.pad_id}/{tokenizer.eos_id}; "
                      "T5 needs pad 0 and eos 1")
   return tokenizer, ids, id_path
 
@@ -153,7 +153,7 @@ def item_neighbours(config: ml_collections.ConfigDict, ds: Dataset) -> Any:
   if not config.num_neighbours or not config.item_prompts:
     return None
   if not config.neighbours:
-    raise ValueError(f"config.num_neighbours={config.num_neighbours} but config.neighbours is "
+    raise ConfigError(f"config.num_neighbours={config.num_neighbours} but config.neighbours is "
                      "empty: set 'authors', 'sasrec:RUN_DIR', or num_neighbours=0")
   return neighbours_lib.load_neighbours(config.neighbours, ds, config.data_dir,
                                         config.num_neighbours)
@@ -175,7 +175,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple:
     if not m.prompt_positions:
       params = {k: v for k, v in params.items() if k != "prompt_position"}
     if vocab_size > t5_config.vocab_size:
-      raise ValueError(f"{m.hf_checkpoint}: its vocabulary has {t5_config.vocab_size} ids but the "
+      raise ConfigError(f"{m.hf_checkpoint}: its vocabulary has {t5_config.vocab_size} ids but the "
                        f"tokenizer needs {vocab_size}; use the checkpoint's own tokenizer "
                        "(config.tokenizer.kind=sentencepiece, path=.../spiece.model)")
     if config.tokenizer.kind == "trained":
@@ -219,10 +219,10 @@ def cutoffs(config: ml_collections.ConfigDict) -> tuple:
   """The cut-offs k of config.ks that the beam can fill (k <= num_beams)."""
   ks = tuple(k for k in config.ks if k <= config.num_beams)
   if not ks:
-    raise ValueError(f"config.ks={tuple(config.ks)}: none is <= num_beams={config.num_beams}")
+    raise ConfigError(f"config.ks={tuple(config.ks)}: none is <= num_beams={config.num_beams}")
   keys = [f"valid/{m}@{k}" for m in ("recall", "ndcg") for k in ks]
   if config.early_stop_metric not in keys:
-    raise ValueError(f"config.early_stop_metric={config.early_stop_metric!r} is not computed with "
+    raise ConfigError(f"config.early_stop_metric={config.early_stop_metric!r} is not computed with "
                      f"ks={ks} and num_beams={config.num_beams}; use one of {keys}")
   return ks
 
@@ -243,7 +243,7 @@ def eval_examples(config: ml_collections.ConfigDict, ds: Dataset, tables: data_l
   return examples
 
 
-class Evaluator:
+class Evaluator(evaluation.PerUserEvaluator):
   """Recall/NDCG@k of the beam search's items on one evaluation set."""
 
   def __init__(self, config, search_fn, trie, examples: data_lib.GramExamples, which: str,
@@ -252,9 +252,9 @@ class Evaluator:
     `beam_search.constrained_beam_search`; share one between evaluators.
     per_user_path: if given, each call also writes the per-example metrics there (.npz, with
     "user": the dense user of each example)."""
-    self.config, self.search_fn, self.trie, self.examples, self.which = (
-        config, search_fn, trie, examples, which)
-    self.mesh, self.per_user_path = mesh, per_user_path
+    super().__init__(which, per_user_path)
+    self.config, self.search_fn, self.trie, self.examples, self.mesh = (
+        config, search_fn, trie, examples, mesh)
     n = len(examples)
     target = examples.examples.items[examples.examples.targets]
     self.target = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), target)),
@@ -263,46 +263,31 @@ class Evaluator:
   def top_items(self, params: Any) -> np.ndarray:
     """[num_examples, num_beams] int32 decoded items, best first (-1: empty slot)."""
     c = self.config
-    batch_size = c.eval_batch_size
-    to_device = jnp.asarray
-    if self.mesh is not None:
-      batch_size = -(-batch_size // self.mesh.size) * self.mesh.size
-      params = jax.device_put(params, NamedSharding(self.mesh, P()))
-      rows = NamedSharding(self.mesh, P("data"))
-      to_device = lambda x: jax.make_array_from_callback(x.shape, rows, lambda i: x[i])
+    batch_size = evaluation.round_to_mesh(c.eval_batch_size, self.mesh)
+    batches = ((index, (input_ids,)) for index, input_ids in batching.eval_batches(
+        self.examples, batch_size, c.num_fine, c.prompt_buckets))
+    search = lambda p, input_ids: self.search_fn(p, self.trie, input_ids)[0]
     out = np.full((len(self.examples), c.num_beams), -1, np.int32)
-    pending = None
     with tqdm.tqdm(total=len(self.examples), desc=self.which, unit="user",
                    disable=not c.progress) as bar:
-      for index, input_ids in batching.eval_batches(self.examples, batch_size, c.num_fine,
-                                                    c.prompt_buckets):
-        items, _ = self.search_fn(params, self.trie, to_device(input_ids))
-        if pending is not None:
-          self._store(out, *pending, bar)
-        pending = (index, items)
-      self._store(out, *pending, bar)
+      for index, items in evaluation.pipelined(search, params, batches, self.mesh):
+        out[index] = items[:len(index)]
+        bar.update(len(index))
     return out
 
-  @staticmethod
-  def _store(out, index, items, bar):
-    if not items.is_fully_addressable:  # rows on other hosts' devices
-      items = multihost_utils.process_allgather(items, tiled=True)
-    out[index] = np.asarray(items)[:len(index)]
-    bar.update(len(index))
+  def per_user(self, params: Any) -> dict:
+    return metrics_lib.grouped_ranking_metrics(self.top_items(params), self.target,
+                                               cutoffs(self.config), "size")
 
-  def __call__(self, params: Any) -> dict:
-    per_user = metrics_lib.grouped_ranking_metrics(self.top_items(params), self.target,
-                                                   cutoffs(self.config), "size")
-    if self.per_user_path and jax.process_index() == 0:
-      records.write_arrays(self.per_user_path, {**per_user, "user": self.examples.users})
-    return records.prefixed(self.which, metrics_lib.mean_over_users(per_user))
+  def per_user_extras(self) -> dict:
+    return {"user": self.examples.users}
 
 
 # --- the run ------------------------------------------------------------------------------------
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   if mode not in ("train", "eval"):
-    raise ValueError(f"mode={mode!r}: GRAM supports --mode=train and --mode=eval")
+    raise ConfigError(f"mode={mode!r}: GRAM supports --mode=train and --mode=eval")
   start = time.perf_counter()
   cutoffs(config)
   ds = readers.load_dataset(config.dataset, config.data_dir)
@@ -325,9 +310,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   mesh = train.make_mesh(jax.devices()[:config.num_devices] if config.num_devices else None)
   state = train.replicate(train.create_state(params, optimizer, config.seed), mesh)
   checkpoints = Checkpoints(workdir)
-  search_fn = jax.jit(functools.partial(beam_search.constrained_beam_search, model,
-                                        num_beams=config.num_beams,
-                                        length_penalty=config.length_penalty))
+  search_fn = functools.partial(beam_search.constrained_beam_search, model,
+                                num_beams=config.num_beams, length_penalty=config.length_penalty)
   valid = Evaluator(config, search_fn, trie, eval_examples(config, ds, tables, "valid"), "valid",
                     mesh)
   test = Evaluator(config, search_fn, trie, eval_examples(config, ds, tables, "test"), "test", mesh,

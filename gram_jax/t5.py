@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recsys_core import dropout
+from recsys_core.errors import ConfigError
 
 NEG_INF = float(np.finfo(np.float32).min)
 
@@ -78,7 +79,7 @@ SIZES = {
 def t5_config(size: str = "small", **overrides: Any) -> T5Config:
   """The `size` preset ("tiny": CPU tests, "small": t5-small, "base": t5-base) with overrides."""
   if size not in SIZES:
-    raise ValueError(f"unknown T5 size {size!r}; choose one of {sorted(SIZES)}")
+    raise ConfigError(f"unknown T5 size {size!r}; choose one of {sorted(SIZES)}")
   return T5Config(**{**SIZES[size], **overrides})
 
 

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from typing import Callable, Iterable, Sequence
+
+from recsys_core import records
+from recsys_core.errors import ConfigError, DataError
 
 WORD_START = "\u2581"  # "▁": SentencePiece's (and T5's) word-start marker
 KINDS = ("trained", "sentencepiece", "hf_json")
@@ -110,7 +112,7 @@ class Tokenizer:
 
 def _require(value: int, what: str, source: str) -> int:
   if value is None or value < 0:
-    raise ValueError(f"{source}: the tokenizer has no {what} token (GRAM needs T5's pad and eos)")
+    raise ConfigError(f"{source}: the tokenizer has no {what} token (GRAM needs T5's pad and eos)")
   return value
 
 
@@ -128,7 +130,7 @@ def from_sentencepiece_proto(proto: bytes, source: str = "sentencepiece") -> Tok
 def load_sentencepiece(path: str) -> Tokenizer:
   """A SentencePiece model file: ours, or T5's `spiece.model`."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such SentencePiece model (config tokenizer.path)")
+    raise DataError(f"{path}: no such SentencePiece model (config tokenizer.path)")
   with open(path, "rb") as f:
     return from_sentencepiece_proto(f.read(), source=path)
 
@@ -137,7 +139,7 @@ def load_hf_json(path: str) -> Tokenizer:
   """An HF `tokenizer.json` (T5's: pad <pad>=0, eos </s>=1, unk <unk>=2)."""
   import tokenizers  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such tokenizer.json (config tokenizer.path)")
+    raise DataError(f"{path}: no such tokenizer.json (config tokenizer.path)")
   tok = tokenizers.Tokenizer.from_file(path)
   size = tok.get_vocab_size(with_added_tokens=True)
   pieces = [tok.id_to_token(i) or "" for i in range(size)]
@@ -161,12 +163,7 @@ def train_sentencepiece(texts: Sequence[str], path: str, vocab_size: int = 8000,
       model_type=model_type, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0,
       hard_vocab_limit=False, num_threads=1, minloglevel=2)
   proto = buf.getvalue()
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".model")
-  with os.fdopen(fd, "wb") as f:
-    f.write(proto)
-  os.replace(tmp, path)
+  records.write_atomic(path, lambda f: f.write(proto))
   return from_sentencepiece_proto(proto, source=path)
 
 
@@ -182,10 +179,10 @@ def get_tokenizer(kind: str, path: str, texts: Sequence[str] = (), vocab_size: i
     if os.path.isfile(path):
       return load_sentencepiece(path)
     if not texts:
-      raise ValueError(f"{path}: no trained tokenizer yet and no texts to train one on")
+      raise ConfigError(f"{path}: no trained tokenizer yet and no texts to train one on")
     return train_sentencepiece(texts, path, vocab_size)
   if kind == "sentencepiece":
     return load_sentencepiece(path)
   if kind == "hf_json":
     return load_hf_json(path)
-  raise ValueError(f"tokenizer kind {kind!r}: use one of {', '.join(KINDS)}")
+  raise ConfigError(f"tokenizer kind {kind!r}: use one of {', '.join(KINDS)}")

@@ -35,8 +35,8 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-
-HIGHEST = jax.lax.Precision.HIGHEST
+from recsys_core.errors import ConfigError
+from recsys_core.precision import HIGHEST
 
 
 class Spectrum(NamedTuple):
@@ -105,9 +105,9 @@ def ace_item_table(embeddings: jax.Array, lam: float, k: int, scale: float) -> j
   """
   n, d = embeddings.shape
   if not 0 < k <= min(n, d):
-    raise ValueError(f"ACE keeps k={k} singular directions of a [{n}, {d}] embedding matrix: "
+    raise ConfigError(f"ACE keeps k={k} singular directions of a [{n}, {d}] embedding matrix: "
                      f"need 0 < k <= min(items, dims) = {min(n, d)} (k = config.model.hidden)")
   if lam < 0 or scale <= 0:
-    raise ValueError(f"ACE needs lambda >= 0 and scale > 0, got lambda={lam}, scale={scale} "
+    raise ConfigError(f"ACE needs lambda >= 0 and scale > 0, got lambda={lam}, scale={scale} "
                      "(config.init.lam, config.init.scale)")
   return rescale_std(ace_embeddings(jnp.asarray(embeddings), lam, k), scale)

@@ -9,14 +9,9 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from lae_jax import ace
 from recsys_core import plots
 from recsys_core.plots import plt  # pyplot with the Agg backend chosen
-
-
-def ace_singular_values(raw: np.ndarray, lam: float) -> np.ndarray:
-  """Singular values g(s) = sqrt(s^2 / (s^2 + lambda)) of E_ace from those of E (numpy)."""
-  squared = np.square(np.asarray(raw, np.float64))
-  return np.sqrt(squared / (squared + lam))
 
 
 def plot_spectra(raw: np.ndarray, lams: Sequence[float], path: str, k: Optional[int] = None,
@@ -39,7 +34,7 @@ def plot_spectra(raw: np.ndarray, lams: Sequence[float], path: str, k: Optional[
   ax.plot(index, raw / raw[0], color="black", lw=2, label="raw E")
   colors = plt.cm.viridis(np.linspace(0, 0.9, len(lams)))
   for lam, color in zip(lams, colors):
-    g = ace_singular_values(raw, lam)
+    g = np.asarray(ace.ace_gain(np.square(raw), lam), np.float64)
     ax.plot(index, g / g[0], color=color, label=f"ACE λ={lam:g}")
   if k:
     ax.axvline(k, color="gray", ls=":", label=f"k={k}")

@@ -18,6 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from recsys_core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,7 @@ MODELS = {
 
 def model_spec(name: str) -> ModelSpec:
   if name not in MODELS:
-    raise ValueError(f"unknown LAE model {name!r}; choose one of {sorted(MODELS)}")
+    raise ConfigError(f"unknown LAE model {name!r}; choose one of {sorted(MODELS)}")
   return MODELS[name]
 
 
@@ -55,7 +56,7 @@ def regulariser(item_counts: np.ndarray, lam: float, p: float, dropout: bool) ->
   if not dropout:
     return np.full(counts.shape, float(lam))
   if not 0.0 <= p < 1.0:
-    raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
+    raise ConfigError(f"dropout probability p must be in [0, 1), got {p}")
   return lam + p / (1.0 - p) * counts
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.linalg.blas as blas
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
+from recsys_core.errors import ConfigError
 
 
 def gram_matrix(x: sp.spmatrix, dtype=np.float32) -> np.ndarray:
@@ -189,4 +190,4 @@ def inverse_with_diagonal(x: sp.spmatrix, d: np.ndarray, *, dtype=np.float32, me
     return inverse_direct(x, d, dtype, backend)
   if method == "woodbury":
     return inverse_woodbury(x, d, dtype, backend)
-  raise ValueError(f"unknown solve method {method!r}; use 'auto', 'direct' or 'woodbury'")
+  raise ConfigError(f"unknown solve method {method!r}; use 'auto', 'direct' or 'woodbury'")

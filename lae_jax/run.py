@@ -26,6 +26,7 @@ from lae_jax import closed_forms
 from lae_jax import linalg
 from lae_jax import solve
 from lae_jax import sweep
+from recsys_core.errors import ConfigError
 
 
 def load_split(config: ml_collections.ConfigDict) -> Split:
@@ -41,7 +42,7 @@ def load_split(config: ml_collections.ConfigDict) -> Split:
                                fold_in_fraction=config.fold_in_fraction)
   if config.protocol == "weak":
     return splits.weak_split(dataset, test_fraction=config.test_fraction, seed=config.seed)
-  raise ValueError(f"config.protocol={config.protocol!r}: use 'strong', 'weak' or 'presplit'")
+  raise ConfigError(f"config.protocol={config.protocol!r}: use 'strong', 'weak' or 'presplit'")
 
 
 def _evaluate_b(config, b, eval_set: EvalSet, head: np.ndarray, name: str) -> dict:
@@ -138,10 +139,10 @@ def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dic
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   if mode == "eval":
-    raise ValueError("the LAE family has no checkpoint to evaluate: its solve is the training; "
+    raise ConfigError("the LAE family has no checkpoint to evaluate: its solve is the training; "
                      "use --mode=train (or --mode=search)")
   if config.model not in closed_forms.MODELS:
-    raise ValueError(f"config.model={config.model!r}: choose one of {sorted(closed_forms.MODELS)}")
+    raise ConfigError(f"config.model={config.model!r}: choose one of {sorted(closed_forms.MODELS)}")
   start = time.perf_counter()
   split = load_split(config)
   load_s = time.perf_counter() - start

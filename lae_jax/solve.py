@@ -12,7 +12,8 @@ import scipy.sparse as sp
 
 from lae_jax import closed_forms
 from lae_jax import linalg
-from lae_jax.ace import HIGHEST
+from recsys_core.precision import HIGHEST
+from recsys_core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,7 @@ def fit(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1
   spec = closed_forms.model_spec(model)
   dtype = np.dtype(dtype)
   if dtype == np.float64 and not jax.config.jax_enable_x64:
-    raise ValueError("dtype float64 needs jax_enable_x64: set --config.dtype=float64 through launch.py "
+    raise ConfigError("dtype float64 needs jax_enable_x64: set --config.dtype=float64 through launch.py "
                      "(which enables it) or call jax.config.update('jax_enable_x64', True)")
   start = time.perf_counter()
   gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from lae_jax import closed_forms
 from lae_jax import linalg
-from lae_jax.ace import HIGHEST  # full float32 products, as solve.lae_scores says why
+from recsys_core.precision import HIGHEST
 
 
 class Eigen(NamedTuple):

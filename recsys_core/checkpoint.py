@@ -20,11 +20,12 @@ import jax
 import orbax.checkpoint as ocp
 
 from recsys_core.train import path_names
+from recsys_core.errors import ConfigError
 
 KINDS = ("latest", "best")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(ConfigError):
   """A checkpoint whose tree does not match the model/optimizer the config builds."""
 
 
@@ -76,7 +77,7 @@ class Checkpoints:
     manager = self.managers[kind]
     step = manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"{manager.directory}: no checkpoint; train first (--mode=train)")
+      raise ConfigError(f"{manager.directory}: no checkpoint; train first (--mode=train)")
     where = f"checkpoint {manager.directory}/{step}"
     check_tree(manager.item_metadata(step)["state"], target, where)
     abstract = jax.tree.map(

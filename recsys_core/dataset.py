@@ -14,9 +14,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-
-class DataError(ValueError):
-  """Missing or malformed data; the message names the file (and line) and the fix."""
+from recsys_core.errors import DataError  # noqa: F401  (re-exported: readers raise it)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from recsys_core.dataset import Dataset
+from recsys_core.errors import ConfigError
 
 # Default field order: the papers' Amazon order, then the MovieLens fields. A dataset uses the
 # fields of this list it has (beauty: title, brand, categories, price; toys: title, categories;
@@ -39,18 +40,18 @@ def dataset_fields(ds: Dataset, fields: Sequence[str] = ()) -> tuple[str, ...]:
   that `ds` has. Raises a one-line ValueError when the dataset has no usable text."""
   available = tuple(ds.item_text)
   if not available:
-    raise ValueError(f"dataset {ds.name!r} has no item text (its folder lacks an item-metadata "
+    raise ConfigError(f"dataset {ds.name!r} has no item text (its folder lacks an item-metadata "
                      f"file); embeddings need one of: amazon_beauty, amazon_toys, ml-1m, ml-100k, "
                      f"lastfm, synthetic")
   if fields:
     unknown = [f for f in fields if f not in ds.item_text]
     if unknown:
-      raise ValueError(f"dataset {ds.name!r} has no item field {unknown[0]!r} (config "
+      raise ConfigError(f"dataset {ds.name!r} has no item field {unknown[0]!r} (config "
                        f"text_fields); it has: {', '.join(available)}")
     return tuple(fields)
   chosen = tuple(f for f in DEFAULT_FIELDS if f in ds.item_text)
   if not chosen:
-    raise ValueError(f"dataset {ds.name!r} has none of the default text fields "
+    raise ConfigError(f"dataset {ds.name!r} has none of the default text fields "
                      f"{DEFAULT_FIELDS}; set config text_fields from: {', '.join(available)}")
   return chosen
 

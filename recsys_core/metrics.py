@@ -24,14 +24,14 @@ import functools
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import scipy.sparse as sp
 import tqdm
 
+from recsys_core import evaluation
 from recsys_core.dataset import EvalSet
+from recsys_core.errors import DivergenceError
 
 NORMALIZATIONS = ("min", "size")
 GROUPS = ("head", "tail")
@@ -263,31 +263,27 @@ def evaluate_per_user(
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if head_items is not None:
     head_items = _check_item_mask(head_items, num_items)
-  batch_size = min(batch_size, num_users)
-  if mesh is None:
-    params, to_device = jax.device_put(params), jnp.asarray
-  else:
-    batch_size = -(-batch_size // mesh.size) * mesh.size
-    params = jax.device_put(params, NamedSharding(mesh, P()))
-    rows = NamedSharding(mesh, P("data"))
-    to_device = lambda x: jax.make_array_from_callback(x.shape, rows, lambda index: x[index])
+  batch_size = evaluation.round_to_mesh(min(batch_size, num_users), mesh)
 
-  per_user = []
-  pending = None
-  with tqdm.tqdm(total=num_users, desc=desc, unit="user", disable=not progress) as bar:
+  def batches():
     for start in range(0, num_users, batch_size):
       stop = min(start + batch_size, num_users)
-      inputs = None if batch_inputs is None else jax.tree.map(
-          to_device, _pad_rows(batch_inputs(start, stop), batch_size))
-      top, num_nan = _scored_top_k(
-          params, to_device(_dense_rows(fold_in, start, stop, batch_size)), stop - start, inputs,
-          score_fn=score_fn, k=max(ks))
-      if pending is not None:
-        per_user.append(_batch_metrics(*pending, target, ks, normalization, head_items))
-        bar.update(pending[2] - pending[1])
-      pending = (top, start, stop, num_nan)
-    per_user.append(_batch_metrics(*pending, target, ks, normalization, head_items))
-    bar.update(pending[2] - pending[1])
+      inputs = None if batch_inputs is None else _pad_rows(batch_inputs(start, stop), batch_size)
+      yield (start, stop), (_dense_rows(fold_in, start, stop, batch_size),
+                            np.arange(batch_size) < stop - start, inputs)
+
+  def scored_top_k(params, fold_in_rows, real_rows, inputs):
+    return _scored_top_k(params, fold_in_rows, real_rows, inputs, score_fn=score_fn, k=max(ks))
+
+  per_user = []
+  with tqdm.tqdm(total=num_users, desc=desc, unit="user", disable=not progress) as bar:
+    for (start, stop), (top, num_nan) in evaluation.pipelined(scored_top_k, params, batches(),
+                                                              mesh):
+      if int(num_nan) > 0:
+        raise DivergenceError(f"score_fn returned {int(num_nan)} NaN scores for users {start}:{stop}")
+      per_user.append(grouped_ranking_metrics(top[:stop - start], target[start:stop], ks,
+                                              normalization, head_items))
+      bar.update(stop - start)
   return {name: np.concatenate([p[name] for p in per_user]) for name in per_user[0]}
 
 
@@ -314,22 +310,11 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> Dict[str, float]:
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn", "k"))
-def _scored_top_k(params, fold_in, num_valid, inputs, *, score_fn, k):
-  """[b, k] int32 top ids and the number of NaN scores in the first num_valid (non-padding) rows."""
+def _scored_top_k(params, fold_in, real_rows, inputs, *, score_fn, k):
+  """[b, k] int32 top ids and the number of NaN scores in the real ([b] bool) rows."""
   scores = score_fn(params, fold_in) if inputs is None else score_fn(params, fold_in, inputs)
   # lax.top_k ranks NaN above everything: count them so a broken model fails loudly.
-  is_real = (jnp.arange(scores.shape[0]) < num_valid)[:, None]
-  return masked_top_k(scores, fold_in > 0, k), jnp.sum(jnp.isnan(scores) & is_real)
-
-
-def _batch_metrics(top, start, stop, num_nan, target, ks, normalization, head_items):
-  if int(num_nan) > 0:
-    raise FloatingPointError(
-        f"score_fn returned {int(num_nan)} NaN scores for users {start}:{stop}")
-  if not top.is_fully_addressable:  # rows on other hosts' devices
-    top = multihost_utils.process_allgather(top, tiled=True)
-  top_items = np.asarray(top)[:stop - start]
-  return grouped_ranking_metrics(top_items, target[start:stop], ks, normalization, head_items)
+  return masked_top_k(scores, fold_in > 0, k), jnp.sum(jnp.isnan(scores) & real_rows[:, None])
 
 
 def _pad_rows(tree: Any, num_rows: int) -> Any:

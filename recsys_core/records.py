@@ -12,23 +12,25 @@ from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
-from recsys_core.metrics import paired_difference
-
 
 def write_json(path: str, obj: Any) -> None:
   """Write `obj` as JSON to `path` atomically (temp file in the same folder, then rename)."""
   def write(f):
     f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-  _write_atomic(path, write)
+  write_atomic(path, write)
 
 
 def write_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   """Write named arrays as one .npz file at `path`, atomically (`np.load(path)` reads them)."""
-  _write_atomic(path, lambda f: np.savez(f, **arrays))
+  write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def _write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
-  """write(f) into a temp file in path's folder, fsync, rename over path: no half-written file."""
+def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
+  """write(f) into a temp file in path's folder, fsync, rename over path: no half-written file.
+
+  The project's one way to write a file that others read (results, caches, ID files): a run killed
+  or out of disk at any moment leaves the previous file or the new one, never a torn one.
+  """
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
@@ -59,9 +61,9 @@ def archive_run(workdir: str, archive: str) -> None:
     target = os.path.join(archive, name)
     if name.endswith(".npz"):
       with np.load(source) as arrays:
-        _write_atomic(target, lambda f, a=dict(arrays): np.savez_compressed(f, **a))
+        write_atomic(target, lambda f, a=dict(arrays): np.savez_compressed(f, **a))
     else:
-      _write_atomic(target, _copy_of(source))
+      write_atomic(target, _copy_of(source))
 
 
 def _copy_of(path: str) -> Callable[[BinaryIO], None]:
@@ -122,6 +124,7 @@ def paired_table(reference: Mapping[str, np.ndarray],
       continue
     cells = []
     for metric in metrics:
+      from recsys_core.metrics import paired_difference  # pylint: disable=g-import-not-at-top
       d = paired_difference(reference[metric], other[metric])
       cells.append(f"{d['mean']:+.4f} ± {d['se']:.4f} | {d['mean'] / d['se']:+.1f}")
     rows.append(f"| {name} | " + " | ".join(cells) + f" | {d['n']} |")

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
+from recsys_core.errors import ConfigError, DivergenceError
 
 LossFn = Callable[[Any, Any, jax.Array], tuple]
 
@@ -76,7 +77,7 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
 def check_batch_size(batch_size: int) -> None:
   """Raises ValueError unless every process can hold an equal share of a global batch."""
   if batch_size % jax.process_count():
-    raise ValueError(f"batch_size={batch_size} must be a multiple of the number of processes "
+    raise ConfigError(f"batch_size={batch_size} must be a multiple of the number of processes "
                      f"{jax.process_count()}")
 
 
@@ -169,7 +170,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
 def check_finite(metrics: dict, step: int) -> None:
   """Raise FloatingPointError when a step's loss or gradient was NaN/inf (metrics on the host)."""
   if not bool(metrics["finite"]):
-    raise FloatingPointError(
+    raise DivergenceError(
         f"non-finite loss {float(metrics['loss'])} or gradient norm {float(metrics['grad_norm'])} at "
         f"step {step}; the update was skipped and the run stopped (lower the learning rate, check the "
         "data and the item-embedding initialisation)")

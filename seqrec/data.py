@@ -30,6 +30,7 @@ import numpy as np
 from recsys_core import train
 from recsys_core.dataset import Dataset
 from recsys_core.splits import leave_one_out_train_lengths
+from recsys_core.errors import ConfigError
 
 
 def padded_windows(items: np.ndarray, ends: np.ndarray, lengths: np.ndarray, max_len: int
@@ -107,12 +108,12 @@ def trim_padding(seqs: np.ndarray, min_width: int = 8) -> np.ndarray:
 def check_pack_multiple(multiple: int) -> int:
   """`multiple` validated: 0 (no packing) or a positive multiple of the number of processes."""
   if multiple < 0:
-    raise ValueError(f"config.pack_multiple={multiple}: use 0 (no packing) or a positive row count")
+    raise ConfigError(f"config.pack_multiple={multiple}: use 0 (no packing) or a positive row count")
   if multiple:
     try:
       train.check_batch_size(multiple)
     except ValueError as e:
-      raise ValueError(f"config.pack_multiple={multiple}: {e}") from None
+      raise ConfigError(f"config.pack_multiple={multiple}: {e}") from None
   return multiple
 
 

@@ -61,6 +61,8 @@ from recsys_core import dropout
 from recsys_core.dataset import Dataset
 from lae_jax import ace
 from seqrec import sasrec
+from recsys_core.errors import ConfigError
+from recsys_core.precision import HIGHEST
 
 KINDS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "ace")
 
@@ -242,10 +244,10 @@ def raw_truncation(x: np.ndarray, k: int, method: str) -> np.ndarray:
   """[n, k] E V_k (top-k right singular directions, uncentred) or the first k coordinates."""
   if method == "svd":
     return np.asarray(jnp.matmul(jnp.asarray(x, jnp.float32), ace.gram_spectrum(x).vectors[:, :k],
-                                 precision=ace.HIGHEST))
+                                 precision=HIGHEST))
   if method == "first":
     return x[:, :k]
-  raise ValueError(f"config.init.raw_method={method!r}: use 'svd' or 'first'")
+  raise ConfigError(f"config.init.raw_method={method!r}: use 'svd' or 'first'")
 
 
 def with_padding_row(x: np.ndarray) -> np.ndarray:
@@ -267,7 +269,7 @@ def bag_of_words_embeddings(ds: Dataset, dims: int = 96, seed: int = 0,
   """
   fields = [f for f in ("title", "brand", "categories") if f in ds.item_text] or list(ds.item_text)
   if not fields:
-    raise ValueError(f"dataset {ds.name!r} has no item text for the 'bow' embeddings")
+    raise ConfigError(f"dataset {ds.name!r} has no item text for the 'bow' embeddings")
   docs = [re.findall(r"\w+", " ".join(str(ds.item_text[f][i] or "") for f in fields).lower())
           for i in range(ds.num_items)]
   vocab = {w: j for j, w in enumerate(sorted({w for doc in docs for w in doc}))}
@@ -290,7 +292,7 @@ def llm_embeddings(config: ml_collections.ConfigDict, ds: Dataset) -> np.ndarray
   """
   source = config.init.embeddings
   if not source:
-    raise ValueError(f"config.init.kind={config.init.kind!r} needs config.init.embeddings: a .npy "
+    raise ConfigError(f"config.init.kind={config.init.kind!r} needs config.init.embeddings: a .npy "
                      "[num_items, d] path, bow, or an extractor (minilm, smollm2, ...)")
   from recsys_core.embed import run as embed_run  # pylint: disable=import-outside-toplevel
   x = embed_run.embeddings_by_name(
@@ -308,17 +310,17 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
   """The item-table initialiser of config.init.kind for `ds` (None for "id": SASRec unchanged)."""
   c, hidden = config.init, config.model.hidden
   if c.kind not in KINDS:
-    raise ValueError(f"config.init.kind={c.kind!r}: use one of {', '.join(KINDS)}")
+    raise ConfigError(f"config.init.kind={c.kind!r}: use one of {', '.join(KINDS)}")
   if c.kind == "id":
     return None
   if config.item_init:
-    raise ValueError("config.item_init gives the table of init.kind='id'; for "
+    raise ConfigError("config.item_init gives the table of init.kind='id'; for "
                      f"init.kind={c.kind!r} leave it empty")
   x = llm_embeddings(config, ds)
   n, d = x.shape
   rows = n + 1
   if c.kind in ("raw", "llm2x", "ace", "alphafuse") and hidden > min(n, d):
-    raise ValueError(f"init.kind={c.kind!r} keeps hidden={hidden} directions of [{n}, {d}] "
+    raise ConfigError(f"init.kind={c.kind!r} keeps hidden={hidden} directions of [{n}, {d}] "
                      f"embeddings: needs hidden <= min(items, dims) (config.model.hidden)")
   if c.kind in ("raw", "llm2x", "ace"):
     if c.kind == "ace":
@@ -340,9 +342,9 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
                     frozen={"frozen_base": with_padding_row(pca(x, dims))})
   null_dim = c.null_dim or hidden // 2  # alphafuse
   if not 0 < null_dim <= hidden:
-    raise ValueError(f"config.init.null_dim={c.null_dim} must lie in 1..hidden={hidden}")
+    raise ConfigError(f"config.init.null_dim={c.null_dim} must lie in 1..hidden={hidden}")
   if c.id_init not in ("normal", "uniform"):
-    raise ValueError(f"config.init.id_init={c.id_init!r}: use 'normal' or 'uniform'")
+    raise ConfigError(f"config.init.id_init={c.id_init!r}: use 'normal' or 'uniform'")
   semantic = pca(x, hidden - null_dim if c.cover else hidden, standardise=True)
   return ItemInit(module=AlphaFuseTable(rows, hidden, null_dim, c.cover, c.id_init, c.id_init_std),
                   frozen={"frozen_semantic": with_padding_row(semantic)})

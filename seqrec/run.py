@@ -23,10 +23,10 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
+from recsys_core import evaluation
 from recsys_core import loop
 from recsys_core import metrics as metrics_lib
 from recsys_core import readers
-from recsys_core import records
 from recsys_core import splits
 from recsys_core import train
 from recsys_core.checkpoint import Checkpoints
@@ -34,6 +34,7 @@ from recsys_core.dataset import Dataset, EvalSet
 from seqrec import data as data_lib
 from seqrec import initialisers
 from seqrec import sasrec
+from recsys_core.errors import ConfigError, DataError
 
 
 def build_model(config: ml_collections.ConfigDict, num_items: int,
@@ -65,7 +66,7 @@ def item_table(config: ml_collections.ConfigDict) -> Any:
   if not config.item_init:
     return None
   if not os.path.isfile(config.item_init):
-    raise FileNotFoundError(f"{config.item_init}: no such file (config.item_init)")
+    raise DataError(f"{config.item_init}: no such file (config.item_init)")
   return np.load(config.item_init)
 
 
@@ -94,7 +95,7 @@ def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
   return out
 
 
-class Evaluator:
+class Evaluator(evaluation.PerUserEvaluator):
   """Full-ranking Recall/NDCG of the model on one evaluation set (see sasrec.py for masking)."""
 
   def __init__(self, config, score_fn, ds: Dataset, which: str, eval_set: EvalSet, mesh=None,
@@ -102,8 +103,8 @@ class Evaluator:
     """score_fn: from `make_score_fn`; share one between evaluators (one compilation).
     mesh: the training mesh, over which users are split (None: the default device).
     per_user_path: if given, each call also writes the per-user metrics there (.npz)."""
-    self.config, self.score_fn, self.which = config, score_fn, which
-    self.mesh, self.per_user_path = mesh, per_user_path
+    super().__init__(which, per_user_path)
+    self.config, self.score_fn, self.mesh = config, score_fn, mesh
     histories = data_lib.eval_histories(ds, config.max_len, which)
     if eval_set.target.shape[0] != len(histories):
       raise ValueError(f"the {which} set has {eval_set.target.shape[0]} rows, the dataset "
@@ -115,22 +116,19 @@ class Evaluator:
     self.eval_set = EvalSet(fold_in=sp.csr_matrix(eval_set.fold_in)[self.order],
                             target=sp.csr_matrix(eval_set.target)[self.order])
 
-  def __call__(self, params: Any) -> dict:
+  def per_user(self, params: Any) -> dict:
     c = self.config
     per_user = metrics_lib.evaluate_per_user(
         self.score_fn, params, self.eval_set, c.ks, normalization=c.recall_normalization,
         batch_size=c.eval_batch_size, progress=c.progress, desc=self.which,
         batch_inputs=lambda start, stop: data_lib.trim_padding(self.histories[start:stop]),
         mesh=self.mesh)
-    per_user = {name: unsort(values, self.order) for name, values in per_user.items()}
-    if self.per_user_path and jax.process_index() == 0:
-      records.write_arrays(self.per_user_path, per_user)
-    return records.prefixed(self.which, metrics_lib.mean_over_users(per_user))
+    return {name: unsort(values, self.order) for name, values in per_user.items()}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   if mode not in ("train", "eval"):
-    raise ValueError(f"mode={mode!r}: SASRec supports --mode=train and --mode=eval")
+    raise ConfigError(f"mode={mode!r}: SASRec supports --mode=train and --mode=eval")
   start = time.perf_counter()
   ds = readers.load_dataset(config.dataset, config.data_dir)
   sets = eval_sets(ds, config.mask_history)

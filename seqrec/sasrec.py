@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recsys_core import dropout
+from recsys_core.errors import ConfigError
 
 PADDING = 0
 
@@ -115,7 +116,7 @@ class SASRec(nn.Module):
 
   def setup(self):
     if self.hidden % self.num_heads:
-      raise ValueError(f"hidden={self.hidden} is not a multiple of num_heads={self.num_heads}")
+      raise ConfigError(f"hidden={self.hidden} is not a multiple of num_heads={self.num_heads}")
     init = nn.initializers.normal(self.init_std)
     if self.item_table is None:
       self.item_embedding = nn.Embed(self.num_items + 1, self.hidden, embedding_init=init)

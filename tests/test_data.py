@@ -251,9 +251,9 @@ def _raw_pairs(ds):
 
 def test_k_core_satisfies_the_core_property_and_is_maximal(synthetic):
   core = filters.k_core(synthetic, min_user=12, min_item=25)
-  assert 0 < recsys_core.num_users < synthetic.num_users and 0 < recsys_core.num_items < synthetic.num_items
-  assert np.diff(recsys_core.indptr).min() >= 12
-  assert np.bincount(recsys_core.items, minlength=recsys_core.num_items).min() >= 25
+  assert 0 < core.num_users < synthetic.num_users and 0 < core.num_items < synthetic.num_items
+  assert np.diff(core.indptr).min() >= 12
+  assert np.bincount(core.items, minlength=core.num_items).min() >= 25
   assert _raw_pairs(core) <= _raw_pairs(synthetic)
   # Maximal: a naive peeling (one user/item at a time) reaches the same set.
   pairs = _raw_pairs(synthetic)
@@ -270,9 +270,9 @@ def test_k_core_satisfies_the_core_property_and_is_maximal(synthetic):
   assert pairs == _raw_pairs(core)
   # Text stays aligned with the re-indexed items; sequences stay chronological.
   title = dict(zip(synthetic.item_ids, synthetic.item_text["title"]))
-  assert [title[i] for i in recsys_core.item_ids] == recsys_core.item_text["title"]
-  for u in range(recsys_core.num_users):
-    assert np.all(np.diff(recsys_core.timestamps[recsys_core.indptr[u]:recsys_core.indptr[u + 1]]) > 0)
+  assert [title[i] for i in core.item_ids] == core.item_text["title"]
+  for u in range(core.num_users):
+    assert np.all(np.diff(core.timestamps[core.indptr[u]:core.indptr[u + 1]]) > 0)
 
 
 def test_rating_filter_and_drop_repeats(tmp_path):

@@ -180,7 +180,7 @@ def test_smollm2_matches_transformers_and_generates(record_property):
     worst = max(worst, float(np.abs(ours - ref).max()))
     assert (ours.argmax(-1) == ref.argmax(-1)).all()
   chat = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-  answer = tokenizer.decode(llama.greedy_generate(model, params, tokenizer.encode(chat).ids, 12,
+  answer = tokenizer.decode(greedy_generate(model, params, tokenizer.encode(chat).ids, 12,
                                                   (special["eos"],)))
   env = environment()
   print(f"\nSmolLM2 logits max |ours - transformers| = {worst:.2e}; greedy answer {answer!r}\n"
@@ -188,3 +188,28 @@ def test_smollm2_matches_transformers_and_generates(record_property):
   record_property("environment", env)
   assert worst < 1e-3
   assert "Paris" in answer
+
+
+def greedy_generate(model: llama.Llama, params, prompt: list[int], max_new_tokens: int,
+                    stop_ids: tuple[int, ...] = ()) -> list[int]:
+  """Greedy continuation of one prompt (token ids); stops at a `stop_ids` token. No KV cache: the
+  whole buffer is recomputed each step, at one fixed shape so it compiles once (a check, not a
+  serving path)."""
+  size = len(prompt) + max_new_tokens
+  ids = np.zeros((1, size), np.int32)
+  ids[0, :len(prompt)] = prompt
+
+  @jax.jit
+  def next_token(ids, length):
+    mask = (jnp.arange(size) < length)[None, :].astype(jnp.int32)
+    logits = model.apply({"params": params}, ids, mask, method=llama.Llama.logits)
+    return jnp.argmax(logits[0, length - 1])
+
+  out = []
+  for length in range(len(prompt), size):
+    token = int(next_token(ids, length))
+    out.append(token)
+    if token in stop_ids:
+      break
+    ids[0, length] = token
+  return out

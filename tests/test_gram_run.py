@@ -21,8 +21,8 @@ from configs import gram as gram_configs
 from gram_jax import batching, data, prompts
 from gram_jax import run as gram_run
 from gram_jax.tokenizer import train_sentencepiece
-from test_checkpoint import _load, _stable  # the kill-and-resume helpers of the SASRec test
-from test_seqrec_run import _popularity_test_metrics  # most-popular ranking, same test targets
+from tests.test_checkpoint import _load, _stable  # the kill-and-resume helpers of the SASRec test
+from tests.test_seqrec_run import _popularity_test_metrics  # most-popular ranking, same test targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 300 steps of 64 examples (about half an epoch of the synthetic preset) with checkpoints every

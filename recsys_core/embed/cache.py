@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -55,15 +54,6 @@ def save(cache_dir: str, dataset: str, extractor: str, key: str, emb: np.ndarray
          meta: dict[str, Any]) -> str:
   """Writes the matrix (atomically: temp file, then rename) and its metadata; returns the .npy."""
   npy, meta_path = paths(cache_dir, dataset, extractor, key)
-  os.makedirs(os.path.dirname(npy), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(npy), prefix=".tmp-", suffix=".npy")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, np.asarray(emb, np.float32))
-    os.replace(tmp, npy)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  records.write_atomic(npy, lambda f: np.save(f, np.asarray(emb, np.float32)))
   records.write_json(meta_path, {**meta, "key": key, "shape": list(emb.shape)})
   return npy

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from recsys_core import train
 from recsys_core.embed import bert, gguf_weights, llama, packages, pooling
+from recsys_core.errors import ConfigError
 
 EXTRACTORS = ("minilm", "smollm2", "tiny_bert", "tiny_llama")
 # Tokens per text when config.max_len is 0; MiniLM's is its sentence_bert_config max_seq_length.
@@ -61,7 +62,7 @@ def identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """What determines the model's outputs, known without loading weights (part of the cache key)."""
   name = config.extractor
   if name not in EXTRACTORS:
-    raise ValueError(f"unknown extractor {name!r} (config.extractor); use one of {EXTRACTORS}")
+    raise ConfigError(f"unknown extractor {name!r} (config.extractor); use one of {EXTRACTORS}")
   out: dict[str, Any] = {"extractor": name, "max_len": max_len(config),
                          "pooling": config.pooling, "layer": config.layer,
                          "normalize": bool(config.normalize)}
@@ -84,7 +85,7 @@ def max_len(config: ml_collections.ConfigDict) -> int:
 
 def _bert_forward(model: bert.BertEncoder, pooling_name: str, layer: int, normalize: bool):
   if pooling_name != "mean" or layer != -1:
-    raise ValueError(f"pooling {pooling_name!r} / layer {layer} are for decoders; a BERT encoder "
+    raise ConfigError(f"pooling {pooling_name!r} / layer {layer} are for decoders; a BERT encoder "
                      f"(sentence-transformers) uses config.pooling='mean', config.layer=-1")
   def forward(params, ids, mask):
     v = pooling.mean_pool(model.apply({"params": params}, ids, mask), mask)
@@ -94,7 +95,7 @@ def _bert_forward(model: bert.BertEncoder, pooling_name: str, layer: int, normal
 
 def _llama_forward(model: llama.Llama, pooling_name: str, layer: int, normalize: bool):
   if pooling_name not in pooling.POOLINGS:
-    raise ValueError(f"unknown pooling {pooling_name!r} (config.pooling); use one of "
+    raise ConfigError(f"unknown pooling {pooling_name!r} (config.pooling); use one of "
                      f"{pooling.POOLINGS}")
   def forward(params, ids, mask):
     v = pooling.pool(model.apply({"params": params}, ids, mask, layer=layer), mask, pooling_name)

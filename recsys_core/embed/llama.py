@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from recsys_core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,7 @@ def resolve_layer(layer: Optional[int], num_layers: int) -> int:
   final norm's output, as HF's hidden_states[-1])."""
   resolved = num_layers if layer is None else layer + num_layers + 1 if layer < 0 else layer
   if not 0 <= resolved <= num_layers:
-    raise ValueError(f"layer {layer} outside -{num_layers + 1}..{num_layers} (config.layer)")
+    raise ConfigError(f"layer {layer} outside -{num_layers + 1}..{num_layers} (config.layer)")
   return resolved
 
 
@@ -137,28 +138,3 @@ class Llama(nn.Module):
     if self.config.tie_embeddings:
       return self.embed_tokens.attend(h)
     return self.lm_head(h)
-
-
-def greedy_generate(model: Llama, params, prompt: list[int], max_new_tokens: int,
-                    stop_ids: tuple[int, ...] = ()) -> list[int]:
-  """Greedy continuation of one prompt (token ids); stops at a `stop_ids` token. No KV cache: the
-  whole buffer is recomputed each step, at one fixed shape so it compiles once (a check, not a
-  serving path)."""
-  size = len(prompt) + max_new_tokens
-  ids = np.zeros((1, size), np.int32)
-  ids[0, :len(prompt)] = prompt
-
-  @jax.jit
-  def next_token(ids, length):
-    mask = (jnp.arange(size) < length)[None, :].astype(jnp.int32)
-    logits = model.apply({"params": params}, ids, mask, method=Llama.logits)
-    return jnp.argmax(logits[0, length - 1])
-
-  out = []
-  for length in range(len(prompt), size):
-    token = int(next_token(ids, length))
-    out.append(token)
-    if token in stop_ids:
-      break
-    ids[0, length] = token
-  return out

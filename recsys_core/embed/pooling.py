@@ -7,6 +7,7 @@ tokens; padding is on the right (a text's tokens are positions 0..length-1).
 from __future__ import annotations
 
 import jax.numpy as jnp
+from recsys_core.errors import ConfigError
 
 POOLINGS = ("mean", "last")
 
@@ -29,7 +30,7 @@ def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str) -> jnp.ndarray:
     return mean_pool(hidden, mask)
   if pooling == "last":
     return last_token(hidden, mask)
-  raise ValueError(f"unknown pooling {pooling!r} (config.pooling); use one of {POOLINGS}")
+  raise ConfigError(f"unknown pooling {pooling!r} (config.pooling); use one of {POOLINGS}")
 
 
 def l2_normalize(x: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:

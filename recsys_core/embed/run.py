@@ -34,6 +34,7 @@ from recsys_core.dataset import Dataset
 from recsys_core.embed import cache
 from recsys_core.embed import extractors
 from recsys_core.embed import precomputed
+from recsys_core.errors import ConfigError, DataError
 
 
 def versions() -> dict[str, str]:
@@ -55,7 +56,7 @@ def template(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def texts_to_embed(config: ml_collections.ConfigDict, ds: Dataset) -> list[str]:
   """[num_items] model inputs: each item's text (recsys_core/item_text.py) inside config.prompt."""
   if "{text}" not in config.prompt:
-    raise ValueError(f"config.prompt {config.prompt!r} lacks the '{{text}}' placeholder")
+    raise ConfigError(f"config.prompt {config.prompt!r} lacks the '{{text}}' placeholder")
   texts = item_text.item_texts(ds, tuple(config.text_fields), config.text_sep, config.lowercase)
   return [config.prompt.replace("{text}", t) for t in texts]
 
@@ -104,7 +105,7 @@ def item_embeddings(config: ml_collections.ConfigDict, ds: Optional[Dataset] = N
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, Any]:
   if mode != "train":
-    raise ValueError(f"embed runs have one mode, 'train' (got --mode={mode})")
+    raise ConfigError(f"embed runs have one mode, 'train' (got --mode={mode})")
   emb, meta = item_embeddings(config)
   # Timings only when this run computed the matrix (a hit's metadata holds the original run's).
   keys = ("cache", "path", "source", "key") + (
@@ -128,15 +129,15 @@ def embeddings_by_name(source: str, embed: Optional[ml_collections.ConfigDict], 
     x = bow(ds)
   elif source.endswith(".npy"):
     if not os.path.isfile(source):
-      raise FileNotFoundError(f"{source}: no such file ({field})")
+      raise DataError(f"{source}: no such file ({field})")
     x = np.load(source)
   else:
     if embed is None or embed.extractor != source:
-      raise ValueError(f"{field}={source!r} is neither bow, a .npy [num_items, d] path, nor the "
+      raise ConfigError(f"{field}={source!r} is neither bow, a .npy [num_items, d] path, nor the "
                        f"extractor the preset attached ({embed and embed.extractor!r}); presets "
                        "attach minilm, smollm2, tiny_bert or tiny_llama")
     x, _ = item_embeddings(embed, ds)
   if x.ndim != 2 or x.shape[0] != ds.num_items or not np.all(np.isfinite(x)):
-    raise ValueError(f"{source}: item embeddings must be a finite [num_items={ds.num_items}, d] "
+    raise ConfigError(f"{source}: item embeddings must be a finite [num_items={ds.num_items}, d] "
                      f"matrix (row i = item i of {ds.name}), got shape {x.shape} ({field})")
   return x.astype(np.float32)
