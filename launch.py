@@ -104,8 +104,7 @@ def main(argv):
                  jax.devices())
     # --mode=eval keeps the training run's own config.json and records its config beside it.
     name = "eval_config.json" if _MODE.value == "eval" else "config.json"
-    if jax.process_index() == 0:
-      records.write_json(os.path.join(workdir, name), json.loads(config.to_json_best_effort()))
+    records.write_json(os.path.join(workdir, name), json.loads(config.to_json_best_effort()))
     metrics = runner(config, workdir, _MODE.value)
   except RecsysError as error:
     _fail(str(error))

@@ -1,9 +1,11 @@
 """Runs every initialiser x extractor x seed of configs/ace.py and writes benchmarks/results/ace.md.
 
-  python benchmarks/ace_results.py --runs_dir=runs/ace                 # runs what is missing, then the report
-  python benchmarks/ace_results.py --runs_dir=runs/ace --norun         # only rebuild the report
-  python benchmarks/ace_results.py --datasets=synthetic --extractors=bow --seeds=0,1 --lams=0,50,5000 \
+  python -m benchmarks.ace_results --runs_dir=runs/ace                 # runs what is missing, then the report
+  python -m benchmarks.ace_results --runs_dir=runs/ace --norun         # only rebuild the report
+  python -m benchmarks.ace_results --datasets=synthetic --extractors=bow --seeds=0,1 --lams=0,50,5000 \
       --overrides=--config.epochs=1 --runs_dir=/tmp/ace/runs --out=/tmp/ace/ace.md   # end-to-end check
+
+Run from the repository root (launch.py is found next to benchmarks/).
 
 Each run is `python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor>
 --workdir=<runs_dir>/<dataset>/<init>_<extractor>/seed<k> --config.seed=<k>` in a subprocess (a
@@ -17,10 +19,10 @@ every initialiser, unfinished runs included) are PNGs next to the report. Hand-w
 marker at the end of the report are kept when it is regenerated.
 
 Run folders do not travel with the repository, so each finished run's small outputs (metrics,
-validation log, config, per-user test metrics; no checkpoints) are copied into ace_runs/ beside the
-report, which is committed: a run whose folder is gone is read from there, and the anisotropy of the
-initial tables is archived there too (--recompute_anisotropy to redo it). Rows whose runs were lost
-before the archive existed come from ace_earlier.json (the report's text at the time) and are marked.
+validation log, config, per-user test metrics; no checkpoints) are copied into runs/ace/ beside the
+report (benchmarks/results/runs/ace/), which is committed: a run whose folder is gone is read from
+there, and the anisotropy of the initial tables is archived there too (--recompute_anisotropy to redo
+it). A row with no run in --runs_dir nor in the archive is shown as pending.
 """
 
 import json
@@ -33,17 +35,17 @@ from absl import app
 from absl import flags
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks import reports
+from configs import ace as ace_configs
+from lae_jax import ace_plots
+from recsys_core import anisotropy
+from recsys_core import plots
+from recsys_core import readers
+from recsys_core import records
+from seqrec import initialisers
+from seqrec import run as seqrec_run
 
-from configs import ace as ace_configs  # noqa: E402
-from recsys_core import anisotropy  # noqa: E402
-from recsys_core import plots  # noqa: E402
-from recsys_core import readers  # noqa: E402
-from recsys_core import records  # noqa: E402
-from lae_jax import ace_plots  # noqa: E402
-from seqrec import initialisers  # noqa: E402
-from seqrec import run as seqrec_run  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds launch.py
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 LABELS = {"id": "ID only", "raw": "raw LLM (top-k SVD)", "llm2x": "LLM2X (PCA)",
@@ -52,9 +54,6 @@ LABELS = {"id": "ID only", "raw": "raw LLM (top-k SVD)", "llm2x": "LLM2X (PCA)",
 PAPER = ("The paper reports ACE above every baseline; secondary summaries quote SASRec Recall@20 on "
          "Beauty .1288 (ACE) vs .1263 (AlphaFuse) with OpenAI embeddings (unverified: the paper's "
          "tables could not be read here).")
-LOST = ("‡ The run folders of these rows were lost with an earlier machine, before finished runs "
-        "were archived in ace_runs/; their cells are the report's text at commit 674bcc1, kept in "
-        "ace_earlier.json (orderings and λ plots computed from these rounded cells).")
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/ace", "runs go to <runs_dir>/<dataset>/...")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")
@@ -71,10 +70,7 @@ _RECOMPUTE = flags.DEFINE_bool("recompute_anisotropy", False,
 _OUT = flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/ace.md"), "markdown output")
 _ARCHIVE = flags.DEFINE_string(
     "archive_dir", None, "committed copies of finished runs' small outputs, read where a run folder "
-    "is gone (default: ace_runs/ beside --out)")
-_EARLIER = flags.DEFINE_string(
-    "earlier", None, "cells of rows whose runs (and archive) were lost, used where no run is found "
-    "(default: ace_earlier.json beside --out)")
+    "is gone (default: runs/ace/ beside --out)")
 
 
 def preset(dataset, init, extractor):
@@ -93,7 +89,7 @@ def workdir(dataset, init, extractor, seed, lam=None):
 
 
 def archive_root():
-  return _ARCHIVE.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "ace_runs")
+  return _ARCHIVE.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "runs", "ace")
 
 
 def archived(folder):
@@ -103,17 +99,7 @@ def archived(folder):
 
 def source(folder):
   """Where to read a run: its folder when finished, else its archived copy, else its folder."""
-  return records.run_source(folder, archived(folder))
-
-
-def earlier(key):
-  """What the report whose runs were lost said under `key` (None when it said nothing)."""
-  return records.entry(_EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
-                                                      "ace_earlier.json"), key)
-
-
-def row_key(dataset, init, extractor, lam=None):
-  return f"{dataset}|{init}|{tag(extractor)}|{'' if lam is None else f'{lam:g}'}"
+  return reports.run_source(folder, archived(folder))
 
 
 def launch_args(dataset, init, extractor, seed, lam=None):
@@ -132,14 +118,14 @@ def ensure_run(dataset, init, extractor, seed, lam=None):
   if _RUN.value and os.path.exists(finished_here) and not os.path.exists(per_user_path(folder)):
     launch(folder, launch_args(dataset, init, extractor, seed, lam) + ["--mode=eval"])
   if os.path.exists(finished_here):
-    records.archive_run(folder, archived(folder))
+    reports.archive_run(folder, archived(folder))
   path = os.path.join(source(folder), "metrics.json")
   return json.load(open(path)) if os.path.exists(path) else None
 
 
 def launch(folder, args):
   os.makedirs(folder, exist_ok=True)
-  command = [sys.executable, "launch.py", *args, f"--workdir={folder}"]
+  command = [sys.executable, os.path.join(ROOT, "launch.py"), *args, f"--workdir={folder}"]
   print(" ".join(command), flush=True)
   start = time.perf_counter()
   with open(os.path.join(folder, "log.txt"), "a") as log:
@@ -267,36 +253,34 @@ def dataset_section(dataset, runs, out_dir):
            "| initialiser | extractor | " + " | ".join(METRICS) + " | n | best epoch | ran on |",
            "|---" * (len(METRICS) + 5) + "|"]
   rows = [("id", "")] + [(init, e) for e in _EXTRACTORS.value for init in _INITS.value if init != "id"]
-  lost = False
   for init, extractor in rows:
     if init not in _INITS.value:
       continue
     values = runs.get((dataset, init, extractor, None), [])
-    epochs = ", ".join(str(m.get("best/epoch", "?")) for m in values) or "—"
-    cells = [cell(values, m) for m in METRICS] + [str(len(values)), epochs, devices(values)]
-    old = None if values else earlier(row_key(dataset, init, extractor))
-    if old:
-      cells, lost = old["cells"] + [str(old["n"]), old["epochs"], old["ran_on"] + " ‡"], True
+    epochs = ", ".join(str(m.get("best/epoch", "?")) for m in values)
+    cells = ([cell(values, m) for m in METRICS] + [str(len(values)), epochs, devices(values)]
+             if values else pending(len(METRICS) + 3))
     lines.append(f"| {LABELS[init]} | {tag(extractor) or '—'} | " + " | ".join(cells) + " |")
-  if lost:
-    lines += ["", LOST]
   lines += ["", ordering(dataset, runs), ""]
   for extractor in _EXTRACTORS.value:
     lines += paired_section(dataset, extractor)
     lines += curves_section(dataset, extractor, out_dir)
+  lines += extractor_section(dataset)
   for extractor in _EXTRACTORS.value:
     lines += lambda_section(dataset, extractor, runs, out_dir)
     lines += anisotropy_section(dataset, extractor, out_dir)
   return lines
 
 
+def pending(columns):
+  """The `columns` cells of a row with no finished run: "pending", then empty ones."""
+  return ["pending" + " |" * (columns - 1)]
+
+
 def row_means(dataset, init, extractor, runs, lam=None):
-  """{metric: mean over seeds} of a row, from its runs or else from the earlier report's cells."""
+  """{metric: mean over seeds} of a row ({} when it has no finished run)."""
   values = runs.get((dataset, init, "" if init == "id" else extractor, lam), [])
-  if values:
-    return {m: mean(values, m) for m in METRICS}
-  old = earlier(row_key(dataset, init, "" if init == "id" else extractor, lam))
-  return {m: float(c.split(" ± ")[0]) for m, c in zip(METRICS, old["cells"])} if old else {}
+  return {m: mean(values, m) for m in METRICS} if values else {}
 
 
 def settings(dataset, runs):
@@ -310,7 +294,7 @@ def settings(dataset, runs):
               f"inner {m['inner']}, dropout {m['dropout']}/{m['attention_dropout']}, max length "
               f"{c['max_len']}, batch {c['batch_size']}, Adam lr {c['learning_rate']}, at most "
               f"{c['epochs']} epochs, patience {c['patience']} on {c['early_stop_metric']}.\n")
-  return earlier(f"settings|{dataset}") or ""
+  return ""
 
 
 def ordering(dataset, runs):
@@ -331,61 +315,70 @@ def ordering(dataset, runs):
 
 
 def paired_section(dataset, extractor):
-  """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors;
-  the earlier report's table too while some of its baselines have no per-user file here."""
+  """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors."""
   ace = per_user_path(source(workdir(dataset, "ace", extractor, 0)))
   others = {}
   for init in _INITS.value if os.path.exists(ace) else ():
     path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0)))
     if init != "ace" and os.path.exists(path):
       others[LABELS[init]] = np.load(path)
-  rows = records.paired_table(np.load(ace), others, label="baseline") if others else []
-  lines = [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
-           "(± the standard error of the mean per-user difference; z = difference / SE, |z| > 2 "
-           "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
-           "", *rows, ""] if rows else []
-  old = earlier(f"paired|{dataset}|{tag(extractor)}")
-  if old and {row.split("|")[1].strip() for row in old[3:]} - set(others):
-    lines += ([f"The same from the report at 674bcc1, against that report's ACE run (run folders "
-               f"lost) ‡:"] if lines else [f"{old[0]} ‡"]) + ["", *old[1:], ""]
-  return lines
+  rows = reports.paired_table(np.load(ace), others, label="baseline") if others else []
+  return [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
+          "(± the standard error of the mean per-user difference; z = difference / SE, |z| > 2 "
+          "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
+          "", *rows, ""] if rows else []
+
+
+def seed0_per_user(dataset, init, extractor, lam=None):
+  """The per-user test metrics of seed 0 of a row (lam 50 is the main ACE run), or None."""
+  path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0,
+                                      None if lam == 50.0 else lam)))
+  return np.load(path) if os.path.exists(path) else None
+
+
+def differences(pairs, label):
+  """One paired table of `name: a minus b` rows, [(name, a, b)] with per-user arrays or None."""
+  rows = []
+  for name, a, b in pairs:
+    if a is not None and b is not None:
+      rows += reports.paired_table(a, {name: b}, label=label)[2 if rows else 0:]
+  return rows
+
+
+def extractor_section(dataset):
+  """The second extractor minus the first, same initialiser, seed 0, paired over the same users."""
+  if len(_EXTRACTORS.value) < 2:
+    return []
+  first, second = _EXTRACTORS.value[:2]
+  rows = differences([(LABELS[init], seed0_per_user(dataset, init, second),
+                       seed0_per_user(dataset, init, first)) for init in _INITS.value if init != "id"],
+                     label="initialiser")
+  return [f"{tag(second)} minus {tag(first)}, same initialiser, seed 0, paired over the same test "
+          "users:", "", *rows, ""] if rows else []
 
 
 def curves_section(dataset, extractor, out_dir):
-  """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included.
-
-  Where runs were lost, the plot drawn before the loss is kept (redrawing it would drop them) and the
-  runs at hand are drawn in a second plot, `*_curves_archived.png`.
-  """
-  curves, lost = {}, False
+  """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included."""
+  curves = {}
   for init in _INITS.value:
     folder = source(workdir(dataset, init, "" if init == "id" else extractor, 0))
     lines = plots.read_validations(folder)
     if lines:
       running = not os.path.exists(os.path.join(folder, "metrics.json"))
       curves[LABELS[init] + (" (training)" if running else "")] = lines
-    lost |= not lines and bool(earlier(row_key(dataset, init, extractor)))
-  name, title = f"{dataset}_{tag(extractor)}", f"SASRec on {dataset} ({tag(extractor)}), seed 0"
-  links = []
-  if lost and os.path.exists(os.path.join(out_dir, f"ace_{name}_curves.png")):
-    links += [f"![validation NDCG@10 per epoch, {tag(extractor)}](ace_{name}_curves.png) (runs marked ‡ "
-              "are in it only if it was drawn before they were lost)", ""]
   if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
-    return links
-  png, what = (f"ace_{name}_curves_archived.png", " of the runs at hand") if lost else (
-      f"ace_{name}_curves.png", "")
+    return []
+  png = f"ace_{dataset}_{tag(extractor)}_curves.png"
   plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
-                             title=title + (", runs at hand" if lost else ""))
-  return links + [f"![validation NDCG@10 per epoch{what}, {tag(extractor)}]({png})", ""]
+                             title=f"SASRec on {dataset} ({tag(extractor)}), seed 0")
+  return [f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})", ""]
 
 
 def lambda_section(dataset, extractor, runs, out_dir):
-  points = []  # one per seed; the earlier report's mean where a lambda's runs were lost
+  points = []  # one per seed and lambda
   for lam in sweep_lams():
-    values = runs.get((dataset, "ace", extractor, lam), [])
-    seeds = ([{m: v[f"test/{m}"] for m in METRICS} for v in values]
-             or [row_means(dataset, "ace", extractor, runs, lam)])
-    points += [{"lam": lam, **{f"test/{m}": s[m] for m in METRICS}} for s in seeds if s]
+    for v in runs.get((dataset, "ace", extractor, lam), []):
+      points.append({"lam": lam, **{f"test/{m}": v[f"test/{m}"] for m in METRICS}})
   if not points:
     return []
   reference = {LABELS[i]: row_means(dataset, i, extractor, runs).get("ndcg@20", float("nan"))
@@ -398,11 +391,15 @@ def lambda_section(dataset, extractor, runs, out_dir):
            "| λ | " + " | ".join(METRICS) + " | n |", "|---" * (len(METRICS) + 2) + "|"]
   for lam in sweep_lams():
     values = runs.get((dataset, "ace", extractor, lam), [])
-    cells = [cell(values, m) for m in METRICS] + [str(len(values))]
-    old = None if values else earlier(row_key(dataset, "ace", extractor, lam))
-    if old:
-      cells = old["cells"] + [f"{old['n']} ‡"]
+    cells = ([cell(values, m) for m in METRICS] + [str(len(values))] if values
+             else pending(len(METRICS) + 1))
     lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+  reference = seed0_per_user(dataset, "ace", extractor, 50.0)
+  rows = differences([(f"λ = {lam:g}", seed0_per_user(dataset, "ace", extractor, lam), reference)
+                      for lam in sweep_lams() if lam != 50.0], label="ACE at")
+  if rows:
+    lines += ["", f"ACE at each λ minus ACE at λ = 50, {tag(extractor)}, seed 0, paired over the same "
+              "test users:", "", *rows]
   return lines + [""]
 
 
@@ -438,16 +435,28 @@ def anisotropy_section(dataset, extractor, out_dir):
   return lines + [""]
 
 
+# Where the archived runs trained (benchmarks/results/runs/ace/); a row's device is in "ran on".
+SETUP = [
+    "## Setup", "",
+    "- Hardware: the device of each row is in its \"ran on\" column; cpu is a 2-core x86-64 CPU "
+    "(AMD EPYC) with 24 GiB of memory.",
+    "- Software: Python 3.11, jax 0.10.2, flax 0.12.8, optax 0.2.8, orbax-checkpoint 0.12.8, "
+    "numpy 2.4.6 (requirements.txt).",
+    "- Load: the CPU runs at times shared the machine with other jobs; that changes their run time, "
+    "not their metrics.", ""]
+
+
 def header():
-  load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
   args = " ".join(f"--{k}={','.join(v) if isinstance(v, list) else v}" for k, v in (
-      ("datasets", _DATASETS.value), ("extractors", _EXTRACTORS.value), ("seeds", _SEEDS.value),
-      ("lams", _LAMS.value), ("overrides", _OVERRIDES.value)) if v)
+      ("runs_dir", _RUNS_DIR.value), ("datasets", _DATASETS.value),
+      ("extractors", _EXTRACTORS.value), ("seeds", _SEEDS.value), ("lams", _LAMS.value),
+      ("overrides", _OVERRIDES.value)) if v)
   return [
-      "# ACE and its baselines in SASRec", "",
-      f"Generated by `python benchmarks/ace_results.py {args}` (load average {load}). Each row is",
+      "# ACE and its baselines in SASRec", "", *SETUP,
+      f"Regenerate: `python -m benchmarks.ace_results {args}` (trains what is missing; `--norun` "
+      "rebuilds from the committed archive benchmarks/results/runs/ace/ alone). Each row is",
       "`python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor> --config.seed=<k>`;",
-      "its metrics.json is the source.", "",
+      "its metrics.json is the source. A row marked pending has no finished run in the archive.", "",
       "- Protocol: leave-one-out, full ranking over all items (seen items rankable, as RecBole), "
       "Recall@k = hit@k, test metrics at the best validation NDCG@10 (patience 10).",
       "- Backbone for every initialiser: RecBole's SASRec with the settings of configs/ace.py "
@@ -478,7 +487,7 @@ def main(argv):
   lines = header()
   for dataset in _DATASETS.value:
     lines += dataset_section(dataset, runs, out_dir)
-  records.write_report(_OUT.value, "\n".join(lines))
+  reports.write_report(_OUT.value, "\n".join(lines))
   print(f"wrote {_OUT.value}")
 
 

@@ -1,6 +1,6 @@
 """Training-step time with flax's threefry dropout masks against recsys_core/dropout.py's hashed masks.
 
-  python benchmarks/dropout_speed.py --out=benchmarks/results/dropout_speed.md
+  python -m benchmarks.dropout_speed --out=benchmarks/results/dropout_speed.md
 
 Times jit-compiled value_and_grad of each model's training loss (dropout on) with random inputs
 of the shapes the real runs use: GRAM's CPU preset (tiny T5, 64 examples x 6 prompts x 64 tokens,
@@ -11,10 +11,7 @@ recsys_core.dropout.Dropout for flax.linen.Dropout in the same process; "no drop
 """
 
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app
 from absl import flags

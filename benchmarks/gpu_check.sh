@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh plan        # HERE, first (venv active): .gpu/plan/, the ACE rows
 #                                            # and GRAM runs finished neither in runs/ nor in the
-#                                            # archive (benchmarks/results/{ace,gram}_runs)
+#                                            # archive (benchmarks/results/runs/{ace,gram})
 #   bash benchmarks/gpu_check.sh a SECONDS   # there: env, GPU test subset, ACE grid with SmolLM2
 #   bash benchmarks/gpu_check.sh b SECONDS   # there: env, speed benchmarks, ACE grid with MiniLM
 #   bash benchmarks/gpu_check.sh c SECONDS   # there: env, every GRAM variant on Beauty and Toys
@@ -36,7 +36,7 @@ if [ "$phase" = plan ]; then  # on the machine that holds runs/ace: keep the row
   for pair in a:smollm2 b:minilm; do
     ace_rows "${pair#*:}" | while read -r dataset init extractor seed; do
       name=$init; [ "$init" = id ] || name=${init}_$extractor
-      for runs in runs/ace benchmarks/results/ace_runs; do  # a run folder or its archived copy
+      for runs in runs/ace benchmarks/results/runs/ace; do  # a run folder or its archived copy
         [ -f "$runs/$dataset/$name/seed$seed/metrics.json" ] && continue 2
       done
       echo "$dataset $init $extractor $seed"
@@ -52,7 +52,7 @@ for dataset in ("amazon_beauty", "amazon_toys"):
   for variant, flags in VARIANTS.items():
     workdir = f"runs/gram_gpu/{dataset}/{variant}"
     if not any(os.path.exists(f"{runs}/{dataset}/{variant}/metrics.json")
-               for runs in ("runs/gram_gpu", "runs/gram", "benchmarks/results/gram_runs")):
+               for runs in ("runs/gram_gpu", "runs/gram", "benchmarks/results/runs/gram")):
       print(workdir, f"--config=configs/gram.py:{dataset} --config.data_dir=.gpu/data_gram",
             f"--config.progress=False --config.ids.embeddings=.gpu/emb_minilm/{dataset}.npy", *flags)
 EOF
@@ -106,7 +106,7 @@ ace_jobs() {
 }
 
 run_grid() {  # $1: job file, [$2: runs folder to pack]; runs until 25 s before the budget
-  python3 benchmarks/run_grid.py --jobs="$1" --parallel="${PARALLEL:-10}" \
+  python3 -m benchmarks.run_grid --jobs="$1" --parallel="${PARALLEL:-10}" \
     --deadline_s=$(( $(left) - 25 )) --python=python3 | tee "$out/grid_$phase.log"
   tar czf "$out/runs_$phase.tgz" --exclude=checkpoints "${2:-runs/ace}"
 }
@@ -128,11 +128,11 @@ else
     echo "== $1"; shift
     timeout 70 "$@" || echo "(exit $?)"
   }
-  bench lae python3 benchmarks/lae_speed.py --data_dir=.gpu/data_ml --out="$out/lae_speed_gpu.md"
-  bench seqrec python3 benchmarks/seqrec_speed.py --data_dir=.gpu/data --pack_multiple=8 \
+  bench lae python3 -m benchmarks.lae_speed --data_dir=.gpu/data_ml --out="$out/lae_speed_gpu.md"
+  bench seqrec python3 -m benchmarks.seqrec_speed --data_dir=.gpu/data --pack_multiple=8 \
     --out="$out/seqrec_speed_gpu.md"
-  bench gram python3 benchmarks/gram_decode_speed.py --out="$out/gram_decode_speed_gpu.md"
-  bench ace python3 benchmarks/ace_speed.py --sizes=12101x576,100000x4096 --out="$out/ace_speed_gpu.md"
+  bench gram python3 -m benchmarks.gram_decode_speed --out="$out/gram_decode_speed_gpu.md"
+  bench ace python3 -m benchmarks.ace_speed --sizes=12101x576,100000x4096 --out="$out/ace_speed_gpu.md"
   echo "benchmarks done at $(( $(date +%s) - begin ))s"
   # phase a's unfinished runs first: their checkpoints stay on a warm machine, but a call drops the
   # ignored paths it does not carry, so only those whose embeddings came again can resume

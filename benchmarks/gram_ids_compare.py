@@ -1,6 +1,6 @@
 """Our semantic-to-lexical IDs against the GRAM authors' released IDs, on Amazon Beauty and Toys.
 
-  python benchmarks/gram_ids_compare.py [--datasets=amazon_beauty,amazon_toys]
+  python -m benchmarks.gram_ids_compare [--datasets=amazon_beauty,amazon_toys]
       [--embeddings=/path/{dataset}.npy] [--out=benchmarks/results/gram_ids.md]
 
 Ours: item embeddings (default: all-MiniLM-L6-v2 through recsys_core/embed, configs/embed.py
@@ -24,20 +24,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import embed as embed_configs  # pylint: disable=g-import-not-at-top
-from recsys_core.embed import run as embed_run  # pylint: disable=g-import-not-at-top
-from recsys_core.item_text import item_texts  # pylint: disable=g-import-not-at-top
-from recsys_core.readers import load_dataset  # pylint: disable=g-import-not-at-top
-from gram_jax import id_files, lexical_ids, prompts  # pylint: disable=g-import-not-at-top
-from gram_jax.tokenizer import WORD_START  # pylint: disable=g-import-not-at-top
-from gram_jax.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
+from benchmarks import reports
+from configs import embed as embed_configs
+from recsys_core.embed import run as embed_run
+from recsys_core.item_text import item_texts
+from recsys_core.readers import load_dataset
+from gram_jax import id_files, lexical_ids, prompts
+from gram_jax.tokenizer import WORD_START
+from gram_jax.tokenizer import train_sentencepiece
 
 SETTINGS = {"amazon_beauty": (128, 7), "amazon_toys": (32, 5), "amazon_sports": (32, 7)}
 
@@ -126,6 +124,7 @@ def describe(ids, texts, unit, depth, tokenizer):
 
 
 def main():
+  load = os.getloadavg()
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--datasets", default="amazon_beauty,amazon_toys")
   parser.add_argument("--data_dir", default=os.path.join("..", "shared", "data"))
@@ -185,8 +184,9 @@ def main():
 
   header = [
       "# GRAM lexical IDs: ours against the authors' released IDs", "",
-      "Regenerate: `python benchmarks/gram_ids_compare.py` (options in its docstring). Timings "
-      "come from a shared 2-core CPU and are indicative only.", "",
+      *reports.setup_block(load, os.getloadavg(), ("jax", "numpy", "sentencepiece")),
+      "Regenerate: `python -m benchmarks.gram_ids_compare` (options in its docstring). Timings "
+      "are indicative only when the machine is shared.", "",
       "How to read it: the authors' IDs come from NV-Embed-v2 embeddings of a text that includes "
       "product descriptions, named with T5's 32k vocabulary; ours from MiniLM embeddings of title, "
       "brand, categories and price, named with a BPE vocabulary trained on that text. The text "

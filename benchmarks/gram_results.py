@@ -1,10 +1,12 @@
 """Runs GRAM (the CPU preset), its ablations and our SASRec on Amazon Beauty and Toys, and writes
 benchmarks/results/gram.md next to the paper's numbers.
 
-  python benchmarks/gram_results.py --runs_dir=runs/gram          # runs what is missing, then the tables
-  python benchmarks/gram_results.py --runs_dir=runs/gram --norun  # only rebuild the tables
-  python benchmarks/gram_results.py --datasets=synthetic --variants=gram,no_item_prompts \
-      --override=--config.num_train_steps=200 --runs_dir=/tmp/gram_runs --out=/tmp/gram.md  # a check
+  python -m benchmarks.gram_results --runs_dir=runs/gram          # runs what is missing, then the tables
+  python -m benchmarks.gram_results --runs_dir=runs/gram --norun  # only rebuild the tables
+  python -m benchmarks.gram_results --datasets=synthetic --variants=gram,no_item_prompts \
+      --override=--config.num_train_steps=200 --runs_dir=/tmp/gram/runs --out=/tmp/gram/gram.md  # a check
+
+Run from the repository root (launch.py is found next to benchmarks/).
 
 Each run is `python launch.py --config=configs/gram.py:<dataset><suffix> [variant flags]` in a
 subprocess with its workdir under runs_dir/<dataset>/<variant> (a killed run resumes when the
@@ -22,9 +24,9 @@ other cut-offs gets @5 from `python launch.py --config=configs/sasrec.py:<datase
 --mode=eval --config.ks='(5,10,20)'`, whose eval.json is read too).
 
 Run folders do not travel with the repository, so each finished run's small outputs (metrics,
-validation log, config, per-user test metrics; no checkpoints) are copied into gram_runs/ beside the
-report, which is committed: a run whose folder is gone is read from there. Rows whose runs were lost
-before the archive existed come from gram_earlier.json (the report's text at the time), marked ‡.
+validation log, config, per-user test metrics; no checkpoints) are copied into runs/gram/ beside the
+report (benchmarks/results/runs/gram/), which is committed: a run whose folder is gone is read from
+there. A row with no run in --runs_dir nor in the archive is shown as pending.
 """
 
 import json
@@ -37,12 +39,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import reports
+from configs import gram as gram_configs
 
-from configs import gram as gram_configs  # pylint: disable=g-import-not-at-top
-from recsys_core import records  # pylint: disable=g-import-not-at-top
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds launch.py
 VARIANTS = {
     "gram": [],
     "no_item_prompts": ["--config.item_prompts=False"],
@@ -67,18 +67,14 @@ _SASREC_DIR = flags.DEFINE_string("sasrec_dir", "", "an existing SASRec run, '{d
 _RUN = flags.DEFINE_bool("run", True, "run what is missing")
 _OUT = flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks/results/gram.md"), "markdown")
 _ARCHIVE = flags.DEFINE_string("archive_dir", None, "committed copies of finished runs' small "
-                               "outputs, read where a run folder is gone (default: gram_runs/ "
+                               "outputs, read where a run folder is gone (default: runs/gram/ "
                                "beside --out)")
-_EARLIER = flags.DEFINE_string("earlier", None, "rows of runs lost before the archive existed "
-                               "(default: gram_earlier.json beside --out)")
-LOST = ("‡ The run folders of these rows were lost with an earlier machine, before finished runs "
-        "were archived in gram_runs/; the row is the report's text at commit 674bcc1, kept in "
-        "gram_earlier.json.")
 
 
 def launch(config: str, workdir: str, overrides: list) -> None:
-  command = [sys.executable, "launch.py", f"--config={config}", f"--workdir={workdir}",
-             f"--config.data_dir={_DATA_DIR.value}", "--config.progress=False", *overrides]
+  command = [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
+             f"--workdir={workdir}", f"--config.data_dir={_DATA_DIR.value}",
+             "--config.progress=False", *overrides]
   print(" ".join(command), flush=True)
   os.makedirs(workdir, exist_ok=True)
   start = time.perf_counter()
@@ -99,29 +95,23 @@ def run_dir(dataset: str, name: str) -> str:
 
 
 def archived(dataset: str, name: str) -> str:
-  root = _ARCHIVE.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "gram_runs")
+  root = _ARCHIVE.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "runs", "gram")
   return os.path.join(root, dataset, name)
 
 
 def source(dataset: str, name: str) -> str:
   """Where to read a run: its folder when finished, else its archived copy, else its folder."""
-  return records.run_source(run_dir(dataset, name), archived(dataset, name))
-
-
-def earlier(key: str):
-  """What the report whose runs were lost said under `key` (None when it said nothing)."""
-  return records.entry(_EARLIER.value or os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
-                                                      "gram_earlier.json"), key)
+  return reports.run_source(run_dir(dataset, name), archived(dataset, name))
 
 
 def failure(workdir: str) -> str:
-  """The run's error line, or a note that it did not finish."""
+  """The run's error line, or "pending" (not run, or not finished)."""
   log = os.path.join(workdir, "log.txt")
   if os.path.exists(log):
     errors = [line.strip() for line in open(log) if line.startswith("error:")]
     if errors:
       return errors[-1].replace("|", "\\|")
-  return "not run / not finished"
+  return "pending"
 
 
 def epoch_seconds(workdir: str) -> float:
@@ -139,9 +129,6 @@ def row(label: str, dataset: str, name: str) -> str:
   workdir = source(dataset, name)
   path = os.path.join(workdir, "metrics.json")
   if not os.path.exists(path):
-    old = earlier(f"{dataset}|{name}")
-    if old:
-      return f"| {label} | " + " | ".join(old[:-1] + [old[-1] + " ‡"]) + " |"
     return f"| {label} | {failure(workdir)} |" + " |" * (len(METRICS) + 4)
   m = json.load(open(path))
   evaluated = os.path.join(workdir, "eval.json")  # --mode=eval of the best checkpoint, e.g. at more ks
@@ -152,7 +139,7 @@ def row(label: str, dataset: str, name: str) -> str:
   return (f"| {label} | " + " | ".join(cells) + f" | {m.get('best/epoch', '–')} / "
           f"{m.get('train/epochs', '–')} | {epoch_seconds(workdir):.0f} | "
           f"{m.get('time/eval_s', float('nan')):.0f} | "
-          f"{f'{params / 1e6:.2f}M' if params else '–'} |")
+          f"{f'{params / 1e6:.2f}M' if params else '–'} | {m.get('data/vocab_size', '–')} |")
 
 
 def per_user(workdir: str) -> str:
@@ -176,8 +163,7 @@ def paired_section(dataset: str) -> list:
   if "gram" not in _VARIANTS.value:
     return []
   if not os.path.exists(reference):
-    old = earlier(f"paired|{dataset}")
-    return [old[0] + " ‡", "", *old[1:], ""] if old else []
+    return []
   reference = dict(np.load(reference))
   others = {}
   for variant in _VARIANTS.value:
@@ -190,7 +176,7 @@ def paired_section(dataset: str) -> list:
   if _SASREC.value and os.path.exists(sasrec):
     sasrec = np.load(sasrec)  # one row per dense user
     others["SASRec (ours)"] = {name: sasrec[name][reference["user"]] for name in sasrec.files}
-  rows = records.paired_table(reference, others, ("recall@10", "ndcg@10"), label="GRAM minus")
+  rows = reports.paired_table(reference, others, ("recall@10", "ndcg@10"), label="GRAM minus")
   if not rows:
     return []
   return [f"GRAM (CPU preset) minus each variant on {dataset}, paired over the same test users "
@@ -202,17 +188,15 @@ def paired_section(dataset: str) -> list:
 def table(dataset: str) -> list:
   lines = [f"## {dataset}", "",
            "| run | R@5 | N@5 | R@10 | N@10 | R@20 | N@20 | best / last epoch | s per epoch | "
-           "final eval s | parameters |", "|---" * (len(METRICS) + 5) + "|"]
+           "final eval s | parameters | vocabulary |", "|---" * (len(METRICS) + 6) + "|"]
   if dataset in PAPER:
     r5, n5, r10, n10 = PAPER[dataset]
     lines.append(f"| paper: GRAM, pretrained T5-small, full scale | {r5:.4f} | {n5:.4f} | "
-                 f"{r10:.4f} | {n10:.4f} | – | – | 30 epochs | – | – | 60M |")
+                 f"{r10:.4f} | {n10:.4f} | – | – | 30 epochs | – | – | 60M | 32k |")
   for variant in _VARIANTS.value:
     lines.append(row(f"GRAM{_SUFFIX.value or ' CPU preset'}: {variant}", dataset, variant))
   if _SASREC.value:
     lines.append(row("SASRec (ours, configs/sasrec.py)", dataset, "sasrec"))
-  if any(line.endswith("‡ |") for line in lines):
-    lines += ["", LOST]
   return lines
 
 
@@ -228,22 +212,31 @@ def preset_text(dataset: str) -> str:
 
 HEADER = """# GRAM on Amazon Beauty and Toys
 
-Generated by `python benchmarks/gram_results.py --runs_dir={runs_dir}{args}` (each GRAM row is one
-`python launch.py --config=configs/gram.py:...` run; its `metrics.json` is the source). Test
-metrics of the best validation checkpoint, leave-one-out, one target per user (Recall@k = hit@k),
-all users with >= 3 interactions; GRAM ranks the items of its constrained beam, SASRec all items.
-CPU: {cpus} cores, load average {load} when the table was written (seconds are upper bounds when
-the machine was shared).
+## Setup
+
+- Hardware: every archived row trained and was evaluated on a 2-core x86-64 CPU (AMD EPYC) with 24 GiB
+  of memory (metrics.json "device": cpu).
+- Software: Python 3.11, jax 0.10.2, flax 0.12.8, optax 0.2.8, orbax-checkpoint 0.12.8, numpy 2.4.6,
+  sentencepiece 0.2.3 (requirements.txt).
+- Load: the runs at times shared the 2 cores with other jobs, so the seconds columns are upper bounds;
+  the metrics do not depend on load.
+
+Regenerate: `python -m benchmarks.gram_results --runs_dir={runs_dir}{args}` (runs what is missing;
+`--norun` rebuilds from the committed archive benchmarks/results/runs/gram/ alone). Each GRAM row is
+one `python launch.py --config=configs/gram.py:...` run; its `metrics.json` is the source. A row
+marked pending has no finished run in the archive. Test metrics of the best validation checkpoint,
+leave-one-out, one target per user (Recall@k = hit@k), all users with >= 3 interactions; GRAM ranks
+the items of its constrained beam, SASRec all items.
 
 How far from the paper, and why: the paper fine-tunes a PRETRAINED T5-small (60M parameters, T5's
 32k vocabulary) at full scale (20 item prompts + 1 user prompt of 128 tokens each, 10/5
-neighbours, beam 50, 30 epochs; about 40 GPU hours). Pretrained weights cannot be downloaded here,
-so every model below is trained FROM SCRATCH, and the CPU preset shrinks it further to finish in
-hours on 2 cores: {presets}
+neighbours, beam 50, 30 epochs; about 40 GPU hours). Every model below is trained FROM SCRATCH
+(no pretrained weights), and the CPU preset shrinks it further to finish in hours on 2 cores:
+{presets}
 A from-scratch model has to learn the language of the prompts and IDs from the training prefixes
-alone (Beauty 131k, Toys 109k), which is where the paper's pretraining matters most; expect well below the
-paper's numbers. `configs/gram.py:<dataset>_paper` is the paper's scale for GPUs/TPUs (and
-`--config.model.hf_checkpoint=` loads a Hugging Face T5 v1.0 checkpoint when one is at hand).
+alone (Beauty 131k, Toys 109k), which is where the paper's pretraining matters most; expect well below
+the paper's numbers. `configs/gram.py:<dataset>_paper` is the paper's scale for GPUs/TPUs (and
+`--config.model.hf_checkpoint=` loads a Hugging Face T5 v1.0 checkpoint).
 
 """
 
@@ -275,7 +268,7 @@ def main(_):
   for dataset in _DATASETS.value:
     for name in _VARIANTS.value + ["sasrec"] * _SASREC.value:
       if os.path.exists(os.path.join(run_dir(dataset, name), "metrics.json")):
-        records.archive_run(run_dir(dataset, name), archived(dataset, name))
+        reports.archive_run(run_dir(dataset, name), archived(dataset, name))
   args = "".join(f" --{name}={value}" for name, value in (
       ("datasets", ",".join(_DATASETS.value)), ("variants", ",".join(_VARIANTS.value)),
       ("preset_suffix", _SUFFIX.value)) if value) + "".join(
@@ -284,11 +277,10 @@ def main(_):
   lines = []
   for dataset in _DATASETS.value:
     lines += table(dataset) + [""] + paired_section(dataset)
-  text = HEADER.format(runs_dir=runs_dir, args=args, cpus=os.cpu_count(),
-                       load=tuple(round(x, 1) for x in os.getloadavg()), presets=presets)
+  text = HEADER.format(runs_dir=runs_dir, args=args, presets=presets)
   text += "\n".join(lines)
   print(text)
-  records.write_report(_OUT.value, text)
+  reports.write_report(_OUT.value, text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """SASRec training-step time with each ACE initialiser's item table (what an epoch costs per row of ace.md).
 
-  python benchmarks/initialiser_speed.py --out=benchmarks/results/initialiser_speed.md
+  python -m benchmarks.initialiser_speed --out=benchmarks/results/initialiser_speed.md
 
 For each `configs/ace.py:<dataset>_<init>_<extractor>` preset: the real item table module and
 parameters (`seqrec.initialisers.build`, the cached LLM embeddings), one real packed batch of the
@@ -13,10 +13,7 @@ avoids; and each table with its frozen inputs inside the gradient, which `frozen
 
 import dataclasses
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app
 from absl import flags
@@ -110,7 +107,7 @@ def main(argv):
       print(rows[-1], flush=True)
   base = dict(rows).get("id", rows[0][1])
   lines = [f"# SASRec step time per initialiser ({_DATASET.value}, {_EXTRACTOR.value})", "",
-           f"`python benchmarks/initialiser_speed.py --dataset={_DATASET.value} "
+           f"`python -m benchmarks.initialiser_speed --dataset={_DATASET.value} "
            f"--extractor={_EXTRACTOR.value}`: median of {_REPEATS.value} value_and_grad calls of "
            "the training loss on one real packed batch (256 sequences), configs/ace.py settings; "
            f"{jax.devices()[0].device_kind}, jax {jax.__version__}; load average before/after: "

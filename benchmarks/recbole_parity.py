@@ -2,8 +2,8 @@
 
 Two steps, two environments (the project has no PyTorch; RecBole's environment has no JAX):
 
-  python benchmarks/recbole_parity.py --export=/tmp/sasrec_parity.npz            # project venv
-  /tmp/recbole_env/bin/python benchmarks/recbole_parity.py --check=/tmp/sasrec_parity.npz
+  python -m benchmarks.recbole_parity --export=/tmp/sasrec_parity.npz            # project venv
+  /tmp/recbole_env/bin/python -m benchmarks.recbole_parity --check=/tmp/sasrec_parity.npz
 
 Export: a SASRec (hidden 64, inner 256, 2 layers, 2 heads, 500 items, max length 50) with randomly
 perturbed parameters (so biases and LayerNorm parameters matter), 64 right-padded sequences of
@@ -14,7 +14,6 @@ lines, loaded with the same weights; prints the largest score difference.
 
 import argparse
 import os
-import sys
 
 import numpy as np
 
@@ -22,7 +21,6 @@ HIDDEN, INNER, LAYERS, HEADS, ITEMS, MAX_LEN, BATCH = 64, 256, 2, 2, 500, 50, 64
 
 
 def export(path):
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   import jax  # pylint: disable=g-import-not-at-top
   from seqrec import sasrec  # pylint: disable=g-import-not-at-top
   model = sasrec.SASRec(num_items=ITEMS, max_len=MAX_LEN, hidden=HIDDEN, inner=INNER,

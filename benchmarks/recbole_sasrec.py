@@ -4,7 +4,7 @@ Runs in a SEPARATE environment (RecBole needs PyTorch; the project does not):
 
   python3.11 -m venv /tmp/recbole_env
   /tmp/recbole_env/bin/pip install torch recbole==1.2.1 "numpy<2" "pandas<3" "setuptools<70"  # CPU torch
-  /tmp/recbole_env/bin/python benchmarks/recbole_sasrec.py --dataset=amazon_beauty --epochs=1
+  /tmp/recbole_env/bin/python -m benchmarks.recbole_sasrec --dataset=amazon_beauty --epochs=1
 
 It converts `<data_dir>/<dataset>/user_sequence.txt` into a RecBole atomic file (timestamp = position in
 the user's sequence, so RecBole keeps our chronological order), then trains RecBole's SASRec with the ACE

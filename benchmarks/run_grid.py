@@ -1,6 +1,6 @@
 """Run a grid of launch.py jobs a few at a time on one machine, until a deadline.
 
-  python benchmarks/run_grid.py --jobs=grid.txt --parallel=8 --deadline_s=480
+  python -m benchmarks.run_grid --jobs=grid.txt --parallel=8 --deadline_s=480
 
 One accelerator runs SASRec's small steps far below its capacity, so several runs side by side
 finish a grid sooner than one after another. grid.txt holds one job per line: its workdir, then
@@ -20,6 +20,7 @@ import time
 from absl import app
 from absl import flags
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds launch.py
 _JOBS = flags.DEFINE_string("jobs", None, "file: one job per line, WORKDIR then launch.py flags")
 _PARALLEL = flags.DEFINE_integer("parallel", 4, "jobs running at once")
 _DEADLINE_S = flags.DEFINE_float("deadline_s", 0.0, "stop everything this many seconds after the "
@@ -48,7 +49,7 @@ def finished(workdir: str) -> bool:
 
 def start(workdir: str, args: list[str]) -> subprocess.Popen:
   os.makedirs(workdir, exist_ok=True)
-  command = [_PYTHON.value, "launch.py", f"--workdir={workdir}", *args]
+  command = [_PYTHON.value, os.path.join(ROOT, "launch.py"), f"--workdir={workdir}", *args]
   with open(os.path.join(workdir, "grid.log"), "a") as log:  # the child keeps its own copy
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

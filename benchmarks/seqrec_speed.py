@@ -1,8 +1,8 @@
 """SASRec throughput: training sequences per second and evaluation users per second.
 
-  python benchmarks/seqrec_speed.py --preset=amazon_beauty --steps=30 --out=benchmarks/results/seqrec_speed.md
-  python benchmarks/seqrec_speed.py --preset=amazon_beauty --steps=30 --pack_multiple=8   # + packed
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/seqrec_speed.py --steps=10 \
+  python -m benchmarks.seqrec_speed --preset=amazon_beauty --steps=30 --out=benchmarks/results/seqrec_speed.md
+  python -m benchmarks.seqrec_speed --preset=amazon_beauty --steps=30 --pack_multiple=8   # + packed
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.seqrec_speed --steps=10 \
       --mesh_sizes=1,8 --out=benchmarks/results/seqrec_devices.md
 
 Uses the preset's model and batch exactly as `launch.py` trains it (recsys_core.train step on a mesh over
@@ -17,10 +17,7 @@ batches, and the table gives each one's largest parameter difference from the fi
 
 import itertools
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app
 from absl import flags

@@ -54,6 +54,10 @@ def get_config(arg: str = "ease_synthetic") -> ml_collections.ConfigDict:
   config.dtype = "float32"     # or float64 (enables jax x64)
   config.solve_method = "auto"     # auto | direct | woodbury (auto: woodbury when users < items)
   config.inverse_backend = ""      # '' = lapack on CPU, jax on accelerators; or 'lapack' / 'jax'
+  # Where the direct route's Gram matrix X^T X is built: 'host' (sparse, one process), 'mesh'
+  # (user blocks over every device of the job, one all-reduce) or 'auto' (mesh when the job has
+  # several processes or an accelerator).
+  config.gram = "auto"
 
   config.dataset = "synthetic"
   config.data_dir = "../shared/data"   # folder holding <dataset>/ (relative to the working directory)

@@ -19,6 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from gram_jax import t5
+from recsys_core.errors import DataError, MissingFileError
 
 # Tied copies of shared.weight, and a cross-attention position table old checkpoints carry that
 # T5 never uses (Hugging Face ignores it too).
@@ -30,14 +31,20 @@ _CONFIG_KEYS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_deco
 
 
 def config_from_hf(hf_config: dict, num_prompt_positions: int = 0) -> t5.T5Config:
-  """Our T5Config from the dict of a Hugging Face `config.json`."""
+  """Our T5Config from the dict of a Hugging Face `config.json` (DataError if it is not a T5 v1.0)."""
+  if not isinstance(hf_config, dict):
+    raise DataError(f"expected a JSON object, got {type(hf_config).__name__}")
   if hf_config.get("feed_forward_proj", "relu") != "relu" or hf_config.get(
       "tie_word_embeddings", True) is False:
-    raise ValueError("only T5 v1.0 checkpoints (feed_forward_proj='relu', tied embeddings, e.g. "
+    raise DataError("only T5 v1.0 checkpoints (feed_forward_proj='relu', tied embeddings, e.g. "
                      "t5-small, t5-base) match this model; got feed_forward_proj="
                      f"{hf_config.get('feed_forward_proj')!r}, tie_word_embeddings="
                      f"{hf_config.get('tie_word_embeddings')!r}")
   values = {key: hf_config[key] for key in _CONFIG_KEYS if hf_config.get(key) is not None}
+  for key, value in values.items():
+    floating = key in ("dropout_rate", "layer_norm_epsilon")
+    if isinstance(value, bool) or not isinstance(value, (int, float) if floating else int):
+      raise DataError(f"{key}={value!r} is not {'a number' if floating else 'an integer'}")
   values.setdefault("num_decoder_layers", values.get("num_layers", t5.T5Config.num_layers))
   return t5.T5Config(**values, num_prompt_positions=num_prompt_positions)
 
@@ -78,7 +85,7 @@ def params_from_state_dict(config: t5.T5Config, state: dict[str, np.ndarray],
   """Our parameter tree from a Hugging Face T5 state dict of numpy arrays.
 
   Raises:
-    ValueError: a weight is missing, unexpected or of the wrong shape (names the weight).
+    DataError (a ValueError): a weight is missing, unexpected or of the wrong shape (names it).
   """
   state = dict(state)
   if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
@@ -86,19 +93,19 @@ def params_from_state_dict(config: t5.T5Config, state: dict[str, np.ndarray],
   names = _name_map(config)
   unexpected = sorted(set(state) - set(names.values()) - set(_IGNORED))
   if unexpected:
-    raise ValueError(f"the checkpoint has {unexpected[0]} (and {len(unexpected) - 1} more weights) "
+    raise DataError(f"the checkpoint has {unexpected[0]} (and {len(unexpected) - 1} more weights) "
                      "that a T5 v1.0 of its config.json lacks")
   template = jax.eval_shape(lambda: t5.init_params(t5.T5(config), seed))
   params = {}
   for path, name in names.items():
     if name not in state:
-      raise ValueError(f"the checkpoint lacks {name} (is it a T5ForConditionalGeneration with "
+      raise DataError(f"the checkpoint lacks {name} (is it a T5ForConditionalGeneration with "
                        f"{config.num_layers}+{config.num_decoder_layers} layers?)")
     value = np.asarray(state[name], np.float32)
     kernel = path[-1] == "kernel"
     want = _get(template, path).shape[::-1 if kernel else 1]  # torch Linear: [out, in]
     if value.shape != want:
-      raise ValueError(f"{name} has shape {value.shape} but config.json implies {want}")
+      raise DataError(f"{name} has shape {value.shape} but config.json implies {want}")
     _set(params, path, value.T if kernel else value)
   if config.num_prompt_positions and config.prompt_position_embedding:
     table = 0.02 * jax.random.normal(jax.random.PRNGKey(seed),
@@ -128,11 +135,21 @@ def load_checkpoint(directory: str, num_prompt_positions: int = 0, seed: int = 0
   """
   config_path = os.path.join(directory, "config.json")
   if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"{config_path}: no config.json; point at a directory written by "
-                            "save_pretrained (config.json + model.safetensors)")
-  with open(config_path) as f:
-    config = config_from_hf(json.load(f), num_prompt_positions)
-  return config, params_from_state_dict(config, _read_safetensors(directory), seed)
+    raise MissingFileError(f"{config_path}: no config.json; point config.model.hf_checkpoint at a "
+                           "directory written by save_pretrained (config.json + model.safetensors)")
+  try:
+    with open(config_path, "rb") as f:
+      config = config_from_hf(json.loads(f.read()), num_prompt_positions)
+  except DataError as e:  # not a T5 v1.0
+    raise DataError(f"{config_path}: {e}") from None
+  except ValueError as e:  # bad JSON or bad UTF-8
+    raise DataError(f"{config_path}: not a readable config.json ({e}); point "
+                    "config.model.hf_checkpoint at a directory written by save_pretrained") from None
+  state, weights = _read_safetensors(directory)
+  try:
+    return config, params_from_state_dict(config, state, seed)
+  except DataError as e:
+    raise DataError(f"{weights}: {e}") from None
 
 
 def save_checkpoint(directory: str, config: t5.T5Config, params: Any) -> None:
@@ -144,21 +161,36 @@ def save_checkpoint(directory: str, config: t5.T5Config, params: Any) -> None:
             metadata={"format": "pt"})
 
 
-def _read_safetensors(directory: str) -> dict[str, np.ndarray]:
+def _load_file(path: str) -> dict[str, np.ndarray]:
+  if not os.path.isfile(path):
+    raise MissingFileError(f"{path}: no such shard (listed in model.safetensors.index.json); "
+                           "copy the whole checkpoint directory")
+  try:
+    return load_file(path)
+  except Exception as e:  # safetensors raises its own error types on a bad header
+    raise DataError(f"{path}: not a readable .safetensors file ({e}); a truncated download?"
+                    ) from None
+
+
+def _read_safetensors(directory: str) -> tuple[dict[str, np.ndarray], str]:
+  """(state dict, the file it was read from: model.safetensors or the shard index)."""
   single = os.path.join(directory, "model.safetensors")
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.isfile(single):
-    return load_file(single)
+    return _load_file(single), single
   if os.path.isfile(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
+    try:
+      with open(index, "rb") as f:
+        shards = sorted(set(json.loads(f.read())["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+      raise DataError(f"{index}: not a shard index with a 'weight_map' ({e!r})") from None
     state = {}
     for shard in shards:
-      state.update(load_file(os.path.join(directory, shard)))
-    return state
-  raise FileNotFoundError(f"{single}: no model.safetensors (nor an index of shards) in the "
-                          "checkpoint directory; convert a pytorch_model.bin with save_pretrained("
-                          "..., safe_serialization=True)")
+      state.update(_load_file(os.path.join(directory, shard)))
+    return state, index
+  raise MissingFileError(f"{single}: no model.safetensors (nor an index of shards) in the "
+                         "checkpoint directory; convert a pytorch_model.bin with save_pretrained("
+                         "..., safe_serialization=True)")
 
 
 def _get(tree: Any, path: tuple) -> Any:

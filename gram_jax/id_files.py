@@ -83,8 +83,10 @@ def authors_id_path(folder: str) -> str:
   names = sorted(f for f in os.listdir(folder) if f.startswith("item_generative_indexing_")
                  and f.endswith(".txt")) if os.path.isdir(folder) else []
   if len(names) != 1:
+    fix = ("keep only one" if names else "set --config.data_dir to the folder holding "
+           f"{os.path.basename(os.path.normpath(folder))}/, or config.ids.source='ours'")
     raise DataError(f"{folder}: expected one item_generative_indexing_*.txt (the GRAM authors' "
-                    f"IDs), found {len(names)}")
+                    f"IDs), found {len(names)}; {fix}")
   return os.path.join(folder, names[0])
 
 
@@ -125,7 +127,8 @@ def read_neighbour_file(path: str, item_ids: Sequence[str], k: Optional[int] = N
   for line, lineno in zip(lines, linenos):
     fields = line.split()
     if len(fields) < k + 1:
-      raise line_error(path, lineno, f"{len(fields) - 1} neighbours, expected at least {k}")
+      raise line_error(path, lineno, f"{len(fields) - 1} neighbours, expected at least {k} "
+                       "(lower config.num_neighbours)")
     dense = [index.get(a, -1) for a in fields[:k + 1]]
     if min(dense) < 0:
       bad = fields[dense.index(-1)]

@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 
 from recsys_core.checkpoint import Checkpoints
-from recsys_core.dataset import Dataset
+from recsys_core.dataset import DataError, Dataset
+from recsys_core.errors import ConfigError, MissingFileError
 from recsys_core import train
 from gram_jax.id_files import read_neighbour_file
 
@@ -43,7 +44,8 @@ def cosine_top_k(table: np.ndarray, k: int, block_size: int = 1024) -> np.ndarra
   table = np.asarray(table, np.float32)
   n = len(table)
   if not 1 <= k < n:
-    raise ValueError(f"top-k neighbours need 1 <= k < num_items; got k={k}, {n} items")
+    raise ConfigError(f"top-k neighbours need 1 <= k < num_items; got k={k}, {n} items "
+                      "(config.num_neighbours)")
   unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-8)
   unit_dev = jnp.asarray(unit)
   out = np.zeros((n, k), np.int32)
@@ -68,12 +70,18 @@ def sasrec_item_table(run_dir: str, num_items: int) -> np.ndarray:
   from seqrec import sasrec  # pylint: disable=g-import-not-at-top
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.isfile(config_path) or not os.path.isdir(os.path.join(run_dir, "checkpoints")):
-    raise FileNotFoundError(f"{run_dir}: not a trained SASRec run (needs config.json and "
-                            "checkpoints/); train one with configs/sasrec.py first")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.get("family") != "sasrec":
-    raise ValueError(f"{config_path}: family {config.get('family')!r}, expected 'sasrec'")
+    raise MissingFileError(f"{run_dir}: not a trained SASRec run (needs config.json and "
+                           "checkpoints/); train one with configs/sasrec.py first")
+  try:
+    with open(config_path, "rb") as f:
+      config = json.loads(f.read())
+  except ValueError as e:  # bad JSON or bad UTF-8
+    raise DataError(f"{config_path}: not a readable config.json ({e})") from None
+  if not isinstance(config, dict) or config.get("family") != "sasrec":
+    family = config.get("family") if isinstance(config, dict) else None
+    raise DataError(f"{config_path}: family {family!r}, expected 'sasrec'; point "
+                    "config.neighbours at a SASRec run")
+  config = ml_collections.ConfigDict(config)
   model = seqrec_run.build_model(config, num_items)
   # Shapes only (no initialisation is computed): the restore target.
   target = jax.eval_shape(lambda: train.create_state(
@@ -97,4 +105,5 @@ def load_neighbours(source: str, ds: Dataset, data_dir: str, k: int) -> np.ndarr
     return read_neighbour_file(path, ds.item_ids, k)
   if source.startswith("sasrec:"):
     return cosine_top_k(sasrec_item_table(source[len("sasrec:"):], ds.num_items), k)
-  raise ValueError(f"neighbour source {source!r}: use 'authors' or 'sasrec:<run_dir>'")
+  raise ConfigError(f"neighbour source {source!r} (config.neighbours): use 'authors' or "
+                    "'sasrec:<run_dir>'")

@@ -100,7 +100,7 @@ def check_spec(path: str, spec: dict) -> None:
         raise ConfigError(
             f"{path}: this workdir's tokenizer/IDs were built with {key}={stored.get(key)!r} but "
             f"the config gives {spec.get(key)!r}; use a new --workdir for a different setting")
-  elif jax.process_index() == 0:
+  else:
     records.write_json(path, spec)
 
 
@@ -130,13 +130,12 @@ def tokenizer_and_ids(config: ml_collections.ConfigDict, ds: Dataset, texts: lis
                                           config.tokenizer.vocab_size)
   if os.path.exists(id_path):
     ids = id_files.read_id_file(id_path, ds.item_ids)
-  else:  # every process builds the same IDs (seeded); the first one writes them
+  else:  # every process builds the same IDs (seeded); process 0 writes them
     start = time.perf_counter()
     ids = lexical_ids.build_lexical_ids(
         id_embeddings(config, ds), texts, tokenizer, config.ids.num_clusters, config.ids.depth,
         config.ids.seed, num_restarts=config.ids.num_restarts)
-    if jax.process_index() == 0:
-      id_files.write_id_file(id_path, ds.item_ids, ids)
+    id_files.write_id_file(id_path, ds.item_ids, ids)
     logging.info("built lexical IDs in %.0f s: %s", time.perf_counter() - start, id_path)
   if config.ids.shuffle:  # the "random IDs" ablation: same words and trie, no semantics
     order = np.random.default_rng([config.ids.seed, 2]).permutation(len(ids))

@@ -20,6 +20,8 @@ import numpy as np
 import scipy.linalg.blas as blas
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
+
+from lae_jax import gram as gram_lib
 from recsys_core.errors import ConfigError
 
 
@@ -40,9 +42,19 @@ def default_inverse_backend() -> str:
 
 
 @jax.jit
-def _spd_inverse_jax(a: jax.Array) -> jax.Array:
+def _spd_inverse_jax_kernel(a: jax.Array) -> tuple[jax.Array, jax.Array]:
   factor = jax.scipy.linalg.cho_factor(a, lower=True)
-  return jax.scipy.linalg.cho_solve(factor, jnp.eye(a.shape[0], dtype=a.dtype))
+  # XLA's Cholesky does not report failure: a matrix that is not positive definite leaves NaN in
+  # the factor's diagonal.
+  definite = jnp.all(jnp.isfinite(jnp.diagonal(factor[0])))
+  return jax.scipy.linalg.cho_solve(factor, jnp.eye(a.shape[0], dtype=a.dtype)), definite
+
+
+def _spd_inverse_jax(a: jax.Array) -> jax.Array:
+  inverse, definite = _spd_inverse_jax_kernel(a)
+  if not bool(definite):
+    raise np.linalg.LinAlgError("Cholesky failed: matrix is not positive definite")
+  return inverse
 
 
 # scipy's multithreaded OpenBLAS potrf segfaults above ~27k rows (seen at 29,858 with 2 threads,
@@ -120,9 +132,10 @@ def _transpose(a: np.ndarray, block: int = 512) -> np.ndarray:
   return out
 
 
-def inverse_direct(x: sp.spmatrix, d: np.ndarray, dtype=np.float32, backend=None):
-  """(X^T X + diagMat(d))^-1 through the dense [n, n] Gram matrix."""
-  a = gram_matrix(x, dtype)
+def inverse_direct(x: sp.spmatrix, d: np.ndarray, dtype=np.float32, backend=None, mesh=None):
+  """(X^T X + diagMat(d))^-1 through the dense [n, n] Gram matrix, accumulated over `mesh`'s
+  devices when one is given (`lae_jax.gram`), else computed sparse on the host."""
+  a = gram_matrix(x, dtype) if mesh is None else gram_lib.gram_matrix_on_mesh(x, mesh, dtype)
   a[np.diag_indices_from(a)] += d.astype(dtype)
   return spd_inverse(a, backend)
 
@@ -176,7 +189,7 @@ def choose_method(x: sp.spmatrix) -> str:
 
 
 def inverse_with_diagonal(x: sp.spmatrix, d: np.ndarray, *, dtype=np.float32, method: str = "auto",
-                          backend: str | None = None):
+                          backend: str | None = None, mesh: jax.sharding.Mesh | None = None):
   """C = (X^T X + diagMat(d))^-1, [n, n] of `dtype`.
 
   Args:
@@ -184,10 +197,12 @@ def inverse_with_diagonal(x: sp.spmatrix, d: np.ndarray, *, dtype=np.float32, me
     d: [n] positive diagonal regulariser (lambda, or gamma of the dropout models).
     method: 'direct', 'woodbury' or 'auto' (`choose_method`).
     backend: SPD inverse backend, see `spd_inverse`.
+    mesh: for 'direct', the devices over which the Gram matrix is accumulated (None: the host).
+      The Woodbury route's users x users system is built on the host of each process.
   """
   method = choose_method(x) if method == "auto" else method
   if method == "direct":
-    return inverse_direct(x, d, dtype, backend)
+    return inverse_direct(x, d, dtype, backend, mesh)
   if method == "woodbury":
     return inverse_woodbury(x, d, dtype, backend)
   raise ConfigError(f"unknown solve method {method!r}; use 'auto', 'direct' or 'woodbury'")

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from absl import logging
+import jax
 import ml_collections
 import numpy as np
 
@@ -21,6 +22,7 @@ from recsys_core import metrics as metrics_lib
 from recsys_core import readers
 from recsys_core import records
 from recsys_core import splits
+from recsys_core import train as train_lib
 from recsys_core.dataset import DataError, EvalSet, Split
 from lae_jax import closed_forms
 from lae_jax import linalg
@@ -55,13 +57,23 @@ def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, nam
   result = metrics_lib.evaluate(score_fn, params, eval_set, config.ks,
                                 normalization=config.recall_normalization, head_items=head,
                                 batch_size=config.eval_batch_size, progress=config.progress, desc=name,
-                                batch_inputs=batch_inputs)
+                                batch_inputs=batch_inputs, mesh=train_lib.make_mesh())
   return records.prefixed(name, result)
+
+
+def gram_mesh(config) -> jax.sharding.Mesh | None:
+  """The mesh over which the Gram matrix is accumulated, or None for the host (config.gram)."""
+  if config.gram not in ("auto", "host", "mesh"):
+    raise ConfigError(f"config.gram={config.gram!r}: use 'auto', 'host' or 'mesh'")
+  on_mesh = config.gram == "mesh" or (config.gram == "auto" and (
+      jax.process_count() > 1 or jax.default_backend() != "cpu"))
+  return train_lib.make_mesh() if on_mesh else None
 
 
 def _fit(config, train, lam, p, xi):
   return solve.fit(train, config.model, lam=lam, p=p, xi=xi, dtype=np.dtype(config.dtype),
-                   method=config.solve_method, backend=config.inverse_backend or None)
+                   method=config.solve_method, backend=config.inverse_backend or None,
+                   mesh=gram_mesh(config))
 
 
 def _ranks_training_users(config, split: Split) -> bool:

@@ -25,12 +25,14 @@ class SolveInfo:
 
 
 def fit(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1.0,
-        dtype=np.float32, method: str = "auto", backend: str | None = None) -> tuple[jax.Array, SolveInfo]:
+        dtype=np.float32, method: str = "auto", backend: str | None = None,
+        mesh: jax.sharding.Mesh | None = None) -> tuple[jax.Array, SolveInfo]:
   """B ([n, n] `dtype`) of `model` ('lae', 'ease', 'rlae', 'dlae', 'edlae', 'rdlae') on X ([m, n]).
 
   lam: lambda; p: dropout probability (dropout models); xi: diagonal bound (relaxed models).
   float64 needs `jax.config.update('jax_enable_x64', True)`; it is refused otherwise instead of
-  silently computing in float32.
+  silently computing in float32. mesh: accumulate the Gram matrix over these devices
+  (`linalg.inverse_with_diagonal`).
   """
   spec = closed_forms.model_spec(model)
   dtype = np.dtype(dtype)
@@ -41,7 +43,8 @@ def fit(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1
   gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)
   method = linalg.choose_method(x) if method == "auto" else method
   backend = backend or linalg.default_inverse_backend()
-  c = linalg.inverse_with_diagonal(x, gamma, dtype=dtype, method=method, backend=backend)
+  c = linalg.inverse_with_diagonal(x, gamma, dtype=dtype, method=method, backend=backend,
+                                   mesh=mesh)
   c = jnp.asarray(c, dtype=dtype)
   xi = closed_forms.effective_xi(model, xi)
   b, num_active = closed_forms.relaxed_b(c, jnp.asarray(gamma, dtype), xi)

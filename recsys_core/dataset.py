@@ -31,6 +31,7 @@ class Dataset:
       file order is taken as chronological).
     ratings: [num_interactions] float32 or None.
     item_text: field name -> [num_items] list of str (or None where unknown), e.g. "title".
+    source: the interactions file it was read from ("" when generated), for error messages.
   """
 
   name: str
@@ -41,6 +42,7 @@ class Dataset:
   timestamps: Optional[np.ndarray] = None
   ratings: Optional[np.ndarray] = None
   item_text: Mapping[str, Sequence[Optional[str]]] = dataclasses.field(default_factory=dict)
+  source: str = ""
 
   @property
   def num_users(self) -> int:

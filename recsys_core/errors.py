@@ -13,6 +13,10 @@ class DataError(RecsysError, ValueError):
   """Missing or malformed data; the message names the file (and line) and the fix."""
 
 
+class MissingFileError(DataError, FileNotFoundError):
+  """A data file (or folder) that is not there; the message names it and how to point at it."""
+
+
 class ConfigError(RecsysError, ValueError):
   """A config field that is unknown, of the wrong type or out of range; the message names it."""
 

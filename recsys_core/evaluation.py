@@ -66,7 +66,7 @@ class PerUserEvaluator:
 
   Subclasses implement `per_user(params) -> {"recall@k": [num_users], ...}`; calling the evaluator
   returns {"<which>/<metric>": mean over users} and, with a per_user_path, writes the per-user
-  values there (process 0) for paired comparisons between runs on the same users.
+  values there  for paired comparisons between runs on the same users.
   """
 
   def __init__(self, which: str, per_user_path: Optional[str] = None):
@@ -82,6 +82,6 @@ class PerUserEvaluator:
   def __call__(self, params: Any) -> dict:
     from recsys_core import metrics  # pylint: disable=import-outside-toplevel
     values = self.per_user(params)
-    if self.per_user_path and jax.process_index() == 0:
+    if self.per_user_path:
       records.write_arrays(self.per_user_path, {**values, **self.per_user_extras()})
     return records.prefixed(self.which, metrics.mean_over_users(values))

@@ -39,7 +39,13 @@ def filter_rating(ds: Dataset, min_rating: float) -> Dataset:
   """Keep interactions with rating >= `min_rating` (e.g. 4 for "positive" MovieLens feedback)."""
   if ds.ratings is None:
     raise DataError(f"{ds.name}: has no ratings; drop the rating filter (min_rating) for it")
-  return select_interactions(ds, ds.ratings >= min_rating)
+  keep = ds.ratings >= min_rating
+  if not keep.any():
+    seen = (f"its ratings range from {ds.ratings.min():g} to {ds.ratings.max():g}"
+            if ds.num_interactions else "it has no interaction")
+    raise DataError(f"{ds.name}: no interaction of {ds.source or ds.name} passes "
+                    f"min_rating={min_rating:g} ({seen}); lower config.min_rating")
+  return select_interactions(ds, keep)
 
 
 def k_core(ds: Dataset, min_user: int, min_item: int) -> Dataset:
@@ -55,6 +61,10 @@ def k_core(ds: Dataset, min_user: int, min_item: int) -> Dataset:
     item_count = np.bincount(ds.items[keep], minlength=ds.num_items)
     new = keep & (user_count[users] >= min_user) & (item_count[ds.items] >= min_item)
     if new.sum() == keep.sum():
+      if not keep.any():
+        raise DataError(f"{ds.name}: no user of {ds.source or ds.name} is left by the k-core "
+                        f"filter (min_user={min_user}, min_item={min_item}; {ds.num_users} users "
+                        "before it); lower config.min_user_interactions")
       return select_interactions(ds, keep)
     keep = new
 

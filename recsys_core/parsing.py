@@ -10,11 +10,13 @@ import gc
 import gzip
 import itertools
 import os
+import zlib
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from recsys_core.dataset import DataError, Dataset
+from recsys_core.errors import MissingFileError
 
 
 @contextlib.contextmanager
@@ -33,7 +35,7 @@ def gc_paused():
 
 def missing_file(path: str) -> DataError:
   folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
-  return DataError(f"{path}: no such file; set --config.data_dir to the folder holding {folder}/ "
+  return MissingFileError(f"{path}: no such file; set --config.data_dir to the folder holding {folder}/ "
                    "(see ../shared/data/README.md)")
 
 
@@ -41,18 +43,43 @@ def line_error(path: str, lineno: int, what: str) -> DataError:
   return DataError(f"{path}, line {int(lineno)}: {what}")
 
 
+def read_text(path: str, encoding: str = "utf-8") -> str:
+  """The whole text of a file (.gz decompressed); a missing, unreadable, truncated .gz, binary or
+  wrongly encoded file raises a DataError naming it (and the line of the first bad byte)."""
+  if not os.path.isfile(path):
+    raise missing_file(path)
+  try:
+    if path.endswith(".gz"):
+      with gzip.open(path, "rb") as f:
+        data = f.read()
+    else:
+      with open(path, "rb") as f:
+        data = f.read()
+  except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+    raise DataError(f"{path}: unreadable ({e}); a truncated or damaged download? fetch it again"
+                    ) from None
+  try:
+    text = data.decode(encoding)
+  except UnicodeDecodeError as e:
+    raise line_error(path, data.count(b"\n", 0, e.start) + 1,
+                     f"byte 0x{data[e.start]:02x} is not {encoding} text (a binary or compressed "
+                     "file?); give the plain-text file") from None
+  # A NUL never occurs in the text formats; valid UTF-8 with one is still a binary file.
+  nul = text.find("\0")
+  if nul >= 0:
+    raise line_error(path, text.count("\n", 0, nul) + 1, "NUL byte: a binary file, not text; give "
+                     "the plain-text file")
+  return text[1:] if text.startswith("\ufeff") else text  # a BOM would glue onto the first id
+
+
 def read_lines(path: str, encoding: str = "utf-8") -> tuple[list[str], np.ndarray]:
-  """Non-blank lines of a text file (.gz read transparently).
+  """Non-blank lines of a text file (.gz read transparently; errors as `read_text`).
 
   Returns:
     lines: the lines without their line break ("\\r\\n" accepted);
     linenos: [len(lines)] int64 1-based line number of each in the file.
   """
-  if not os.path.isfile(path):
-    raise missing_file(path)
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding=encoding, newline="") as f:
-    text = f.read().replace("\r\n", "\n")
+  text = read_text(path, encoding).replace("\r\n", "\n")
   # split("\n"), not splitlines(): the latter also breaks at \x85, \x1c.. inside latin-1 titles.
   lines = text.split("\n")
   if lines[-1] == "":
@@ -63,7 +90,8 @@ def read_lines(path: str, encoding: str = "utf-8") -> tuple[list[str], np.ndarra
   else:
     linenos = np.arange(1, len(lines) + 1, dtype=np.int64)
   if not lines:
-    raise DataError(f"{path}: empty file")
+    raise DataError(f"{path}: empty file (no non-blank line); a failed download or copy? restore "
+                    "it")
   return lines, linenos
 
 
@@ -82,9 +110,10 @@ def split_columns(path: str, lines: Sequence[str], linenos: np.ndarray, num_colu
 
 
 def numbers(tokens: Sequence[str], dtype, path: str, linenos: np.ndarray, what: str) -> np.ndarray:
-  """[len(tokens)] array of `dtype`; a bad token raises naming its line (`linenos[k]`)."""
+  """[len(tokens)] array of `dtype`; a bad token (also "nan", "inf") raises naming its line
+  (`linenos[k]`)."""
   try:
-    return np.array(tokens, dtype=dtype)
+    values = np.array(tokens, dtype=dtype)
   except (ValueError, OverflowError):
     for k, tok in enumerate(tokens):
       try:
@@ -92,6 +121,24 @@ def numbers(tokens: Sequence[str], dtype, path: str, linenos: np.ndarray, what: 
       except (ValueError, OverflowError):
         raise line_error(path, linenos[k], f"{what} {tok!r} is not a number") from None
     raise DataError(f"{path}: the {what} column is not numeric") from None
+  if values.dtype.kind == "f":
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+      raise line_error(path, linenos[bad[0]], f"{what} {tokens[bad[0]]!r} is not a finite number")
+  return values
+
+
+def check_ids(path: str, tokens: Sequence[str], linenos: np.ndarray, what: str,
+              minimum: Optional[int] = None) -> None:
+  """Raise naming the line of the first empty id (str tokens) or id below `minimum` (ints)."""
+  if minimum is not None:
+    bad = np.flatnonzero(np.asarray(tokens) < minimum)
+    if len(bad):
+      raise line_error(path, linenos[bad[0]], f"{what} {tokens[bad[0]]} is out of range (ids "
+                       f"start at {minimum})")
+  elif "" in tokens:
+    k = list(tokens).index("")
+    raise line_error(path, linenos[k], f"empty {what}")
 
 
 def index_ids(raw) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +172,9 @@ def index_ids(raw) -> tuple[np.ndarray, np.ndarray]:
 def assemble(name: str, user_ids: np.ndarray, users: np.ndarray, item_ids: np.ndarray,
              items: np.ndarray, timestamps: Optional[np.ndarray] = None,
              ratings: Optional[np.ndarray] = None,
-             item_text: Optional[Mapping[str, Mapping[str, Optional[str]]]] = None) -> Dataset:
-  """A `Dataset` from interactions in file order.
+             item_text: Optional[Mapping[str, Mapping[str, Optional[str]]]] = None,
+             source: str = "") -> Dataset:
+  """A `Dataset` from interactions in file order (read from the file `source`).
 
   Args:
     user_ids, item_ids: [num_users], [num_items] raw ids (str), index = dense id.
@@ -148,12 +196,12 @@ def assemble(name: str, user_ids: np.ndarray, users: np.ndarray, item_ids: np.nd
       items=np.asarray(items, np.int32)[order],
       timestamps=None if timestamps is None else np.asarray(timestamps, np.float64)[order],
       ratings=None if ratings is None else np.asarray(ratings, np.float32)[order],
-      item_text=text)
+      item_text=text, source=source)
 
 
 def pairs_dataset(name: str, users_raw, items_raw, timestamps=None, ratings=None,
-                  item_text=None) -> Dataset:
+                  item_text=None, source: str = "") -> Dataset:
   """`assemble` from raw (user, item) ids of each interaction, indexed with `index_ids`."""
   user_ids, users = index_ids(users_raw)
   item_ids, items = index_ids(items_raw)
-  return assemble(name, user_ids, users, item_ids, items, timestamps, ratings, item_text)
+  return assemble(name, user_ids, users, item_ids, items, timestamps, ratings, item_text, source)

@@ -22,8 +22,8 @@ import numpy as np
 
 from recsys_core import synthetic
 from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
-from recsys_core.parsing import (assemble, gc_paused, index_ids, line_error, numbers, pairs_dataset,
-                          read_lines, split_columns)
+from recsys_core.parsing import (assemble, check_ids, gc_paused, index_ids, line_error, numbers,
+                                 pairs_dataset, read_lines, split_columns)
 
 # Standard item-text field names across formats (other fields keep their own names).
 _TEXT_FIELDS = {"movie_title": "title", "name": "title", "item_name": "title",
@@ -64,6 +64,11 @@ class _Table(NamedTuple):
   def numbers(self, name: str, dtype) -> np.ndarray:
     return numbers(self.get(name), dtype, self.path, self.linenos, name)
 
+  def ids(self, name: str) -> list[str]:
+    """The raw ids of a column; an empty one raises naming its line."""
+    check_ids(self.path, self.get(name), self.linenos, name)
+    return self.columns[name]
+
 
 @gc_paused()
 def _read_table(path: str, typed: bool) -> _Table:
@@ -74,6 +79,9 @@ def _read_table(path: str, typed: bool) -> _Table:
     name, _, typ = field.strip().partition(":")
     if typed and not typ:
       raise line_error(path, linenos[0], f"header field {field!r} lacks its ':type'")
+    if not name or name in names:
+      raise line_error(path, linenos[0], f"header field {field!r} is empty or repeated; name each "
+                       "column once")
     names.append(name)
     types.append(typ)
   if len(lines) == 1:
@@ -87,7 +95,7 @@ def read_recbole_items(path: str) -> Text:
   """Item text of a RecBole `.item` file, fields renamed to the standard ones (movie_title, name
   -> "title"; release_year -> "year"; class -> "genres", its token_seq joined with ", ")."""
   table = _read_table(path, typed=True)
-  ids = table.get("item_id")
+  ids = table.ids("item_id")
   if len(set(ids)) != len(ids):
     seen = set()
     for item, k in zip(ids, table.linenos):
@@ -115,8 +123,8 @@ def read_recbole(path: str, item_path: Optional[str] = None, name: str = "") -> 
   ts = table.numbers("timestamp", np.float64) if "timestamp" in table.columns else None
   ratings = table.numbers("rating", np.float32) if "rating" in table.columns else None
   text = read_recbole_items(item_path) if item_path else None
-  return pairs_dataset(name or _stem(path), table.get("user_id"), table.get("item_id"), ts,
-                       ratings, text)
+  return pairs_dataset(name or _stem(path), table.ids("user_id"), table.ids("item_id"), ts,
+                       ratings, text, source=path)
 
 
 _YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
@@ -128,7 +136,10 @@ def read_movies_dat(path: str) -> Text:
   lines, linenos = read_lines(path, encoding="latin-1")
   ids, titles, genres = split_columns(path, lines, linenos, 3, sep="::")
   text: Text = {"title": {}, "year": {}, "genres": {}}
-  for mid, title, genre in zip(ids, titles, genres):
+  check_ids(path, ids, linenos, "movie id")
+  for mid, title, genre, k in zip(ids, titles, genres, linenos):
+    if mid in text["title"]:
+      raise line_error(path, k, f"movie {mid!r} listed twice")
     m = _YEAR.match(title.strip())
     text["title"][mid] = m.group(1) if m else title.strip()
     text["year"][mid] = m.group(2) if m else None
@@ -141,8 +152,8 @@ def read_ml1m(path: str, movies_path: Optional[str] = None, name: str = "ml-1m")
   Has no rating values."""
   table = _read_table(path, typed=False)
   text = read_movies_dat(movies_path) if movies_path else None
-  return pairs_dataset(name, table.get("user_id"), table.get("movie_id"),
-                       table.numbers("timestamp", np.float64), item_text=text)
+  return pairs_dataset(name, table.ids("user_id"), table.ids("movie_id"),
+                       table.numbers("timestamp", np.float64), item_text=text, source=path)
 
 
 # --- one user per line (LightGCN, Amazon user_sequence) and SASRec pairs ----------------------
@@ -164,9 +175,11 @@ def _read_user_lines(path: str, numeric: bool) -> _UserLines:
   counts = np.fromiter((len(r) - 1 for r in rows), np.int64, len(rows))
   items = [i for r in rows for i in r[1:]]
   item_lines = np.repeat(user_lines, counts)
-  if numeric:
+  if numeric:  # LightGCN ids are 0-based
     users = numbers(users, np.int64, path, user_lines, "user id")
     items = numbers(items, np.int64, path, item_lines, "item id")
+    check_ids(path, users, user_lines, "user id", minimum=0)
+    check_ids(path, items, item_lines, "item id", minimum=0)
   else:
     users, items = np.array(users, str), np.array(items, str)
   _, first, inverse = np.unique(users, return_index=True, return_inverse=True)
@@ -179,26 +192,32 @@ def _read_user_lines(path: str, numeric: bool) -> _UserLines:
   return _UserLines(users, counts, items, item_lines, user_lines)
 
 
-def _user_lines_dataset(name: str, p: _UserLines, item_text: Optional[Text] = None) -> Dataset:
+def _user_lines_dataset(name: str, p: _UserLines, item_text: Optional[Text] = None,
+                        source: str = "") -> Dataset:
   user_ids, user_codes = index_ids(p.users)
   item_ids, item_codes = index_ids(p.items)
   return assemble(name, user_ids, np.repeat(user_codes, p.counts), item_ids, item_codes,
-                  item_text=item_text)
+                  item_text=item_text, source=source)
 
 
 def read_lightgcn(path: str, name: str = "") -> Dataset:
   """LightGCN `u i1 i2 ...` per line, integer ids, file order = chronological. A line may hold a
   user with no items: that user is kept, with an empty sequence."""
-  return _user_lines_dataset(name or _stem(path), _read_user_lines(path, numeric=True))
+  return _user_lines_dataset(name or _stem(path), _read_user_lines(path, numeric=True),
+                             source=path)
 
 
 @gc_paused()
 def read_sasrec(path: str, name: str = "") -> Dataset:
-  """SASRec `u i` integer pairs per line, chronological per user (users need not be grouped)."""
+  """SASRec `u i` integer pairs per line, chronological per user (users need not be grouped).
+  Ids start at 1 (SASRec's item 0 is its padding)."""
   lines, linenos = read_lines(path)
   users, items = split_columns(path, [" ".join(ln.split()) for ln in lines], linenos, 2, sep=" ")
-  return pairs_dataset(name or _stem(path), numbers(users, np.int64, path, linenos, "user id"),
-                       numbers(items, np.int64, path, linenos, "item id"))
+  users = numbers(users, np.int64, path, linenos, "user id")
+  items = numbers(items, np.int64, path, linenos, "item id")
+  check_ids(path, users, linenos, "user id", minimum=1)
+  check_ids(path, items, linenos, "item id", minimum=1)
+  return pairs_dataset(name or _stem(path), users, items, source=path)
 
 
 def read_jsonl_items(path: str) -> Text:
@@ -211,7 +230,7 @@ def read_jsonl_items(path: str) -> Text:
     try:
       obj = json.loads(ln)
     except json.JSONDecodeError as e:
-      raise line_error(path, k, f"bad JSON ({e.msg} at column {e.colno})") from None
+      raise line_error(path, k, f"bad JSON ({e.msg}, column {e.colno})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):
       raise line_error(path, k, "expected a JSON object with a string 'asin'")
     asin = obj["asin"]
@@ -227,7 +246,8 @@ def read_jsonl_items(path: str) -> Text:
 def read_user_sequences(path: str, items_path: Optional[str] = None, name: str = "") -> Dataset:
   """`user_asin item_asin ...` per line, chronological (+ optional `items.jsonl` item text)."""
   text = read_jsonl_items(items_path) if items_path else None
-  return _user_lines_dataset(name or _stem(path), _read_user_lines(path, numeric=False), text)
+  return _user_lines_dataset(name or _stem(path), _read_user_lines(path, numeric=False), text,
+                             source=path)
 
 
 # --- the two pre-split Gowalla folders ---------------------------------------------------------
@@ -261,8 +281,25 @@ def _heldout(folder: str, prefix: str, num_items: int):
   in_rows, tg_rows = np.repeat(np.arange(num), p_in.counts), np.repeat(np.arange(num), p_tg.counts)
   evalset = EvalSet(fold_in=binary_matrix(in_rows, p_in.items, num, num_items),
                     target=binary_matrix(tg_rows, p_tg.items, num, num_items))
+  if evalset.target.nnz == 0:
+    raise DataError(f"{path_tg}: empty split: no {prefix} user has a target item; give each "
+                    "held-out user its items to predict")
   return ([f"{prefix}:{u}" for u in p_in.users], evalset, np.concatenate([in_rows, tg_rows]),
           np.concatenate([p_in.items, p_tg.items]))
+
+
+def _item_list(path: str) -> np.ndarray:
+  """[num_items] str: one item id per line (line j = column j), none twice."""
+  lines, linenos = read_lines(path)
+  line_of: dict[str, int] = {}
+  for ln, k in zip(lines, linenos):
+    item = ln.strip()
+    if len(item.split()) != 1:
+      raise line_error(path, k, f"expected one item id, got {item!r}")
+    if item in line_of:
+      raise line_error(path, k, f"item {item!r} already on line {line_of[item]}")
+    line_of[item] = int(k)
+  return np.array(list(line_of))
 
 
 def read_strong_folder(folder: str, name: str = "gowalla_strong") -> tuple[Dataset, Split]:
@@ -273,8 +310,7 @@ def read_strong_folder(folder: str, name: str = "gowalla_strong") -> tuple[Datas
   rows), then "test:<id>" users in test_in.txt order (= Split.test rows). No timestamps: a
   training user's sequence is in file order, a held-out user's is fold-in then target.
   """
-  lines, _ = read_lines(os.path.join(folder, "unique_sid.txt"))
-  item_ids = np.array([ln.strip() for ln in lines])
+  item_ids = _item_list(os.path.join(folder, "unique_sid.txt"))
   n = len(item_ids)
   p = _column_lines(os.path.join(folder, "train.txt"), n)
   train_ids, train_codes = index_ids(p.users)
@@ -305,6 +341,8 @@ def read_weak_folder(folder: str, name: str = "gowalla_weak") -> tuple[Dataset, 
   test_rows = np.repeat(user_codes[len(tr.users):], te.counts)
   train = binary_matrix(train_rows, item_codes[:len(tr.items)], *shape)
   target = binary_matrix(test_rows, item_codes[len(tr.items):], *shape)
+  if target.nnz == 0:
+    raise DataError(f"{os.path.join(folder, 'test.txt')}: empty split: no user has a test item")
   ds = assemble(name, user_ids, np.concatenate([train_rows, test_rows]), item_ids, item_codes)
   return ds, Split(train=train, test=EvalSet(fold_in=train, target=target), protocol="weak")
 

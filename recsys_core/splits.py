@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
+from recsys_core.errors import ConfigError
 
 
 def _distinct_pairs(ds: Dataset, users: Optional[np.ndarray] = None):
@@ -48,8 +49,16 @@ def _check_nonempty(evalset: EvalSet, what: str, why: str) -> EvalSet:
 
 def _partition(ds: Dataset, num_heldout_users: int, rng: np.random.Generator):
   n = num_heldout_users
-  if n < 1 or 2 * n >= ds.num_users:
-    raise DataError(f"{ds.name}: num_heldout_users={n} needs 1 <= 2 * n < {ds.num_users} users")
+  if n < 1:
+    raise ConfigError(f"num_heldout_users={n}: hold out at least 1 user (config.heldout_users)")
+  source = ds.source or ds.name
+  if ds.num_users < 3:
+    raise DataError(f"{ds.name}: {ds.num_users} users left after filtering {source}; a strong split "
+                    "needs at least 3 (train, valid, test)")
+  if 2 * n >= ds.num_users:
+    raise DataError(f"{ds.name}: {ds.num_users} users (after filtering {source}) "
+                    f"cannot give num_heldout_users={n} to each of valid and test and keep training "
+                    f"users; lower config.heldout_users below {(ds.num_users + 1) // 2}")
   perm = rng.permutation(ds.num_users)
   train_users, valid_users, test_users = (np.sort(perm[:-2 * n]), np.sort(perm[-2 * n:-n]),
                                           np.sort(perm[-n:]))
@@ -102,7 +111,8 @@ def strong_split(ds: Dataset, num_heldout_users: int, seed: int = 0,
   train = binary_matrix(np.searchsorted(train_users, u), column[i], len(train_users), len(items))
   # 1 - 0.8 is 0.19999999999999996 in floats, which would floor 0.2 * 5 to 0 instead of 1.
   target_fraction = round(1.0 - fold_in_fraction, 12)
-  why = f"{num_heldout_users} held-out users, min_items={min_items}"
+  why = (f"{ds.source or ds.name}: {num_heldout_users} held-out users, none with min_items="
+         f"{min_items} items")
   args = (column, len(items), rng, target_fraction, min_items)
   valid = _fold_in_target(ds, valid_users, *args)
   test = _fold_in_target(ds, test_users, *args)
@@ -138,7 +148,7 @@ def weak_split(ds: Dataset, seed: int = 0, test_fraction: float = 0.2,
   is_valid = ~is_test & (rank < (n_test + n_valid)[u])
   shape = (ds.num_users, ds.num_items)
   train = binary_matrix(u[~is_test], i[~is_test], *shape)
-  why = f"{ds.name}: every user has fewer than 2 distinct items"
+  why = f"every user of {ds.source or ds.name} has fewer than 2 distinct items"
   test = EvalSet(fold_in=train, target=binary_matrix(u[is_test], i[is_test], *shape))
   test = _check_nonempty(test, "test", why)
   if valid_fraction <= 0:
@@ -146,7 +156,8 @@ def weak_split(ds: Dataset, seed: int = 0, test_fraction: float = 0.2,
   rest = ~is_test & ~is_valid
   valid_train = binary_matrix(u[rest], i[rest], *shape)
   valid = EvalSet(fold_in=valid_train, target=binary_matrix(u[is_valid], i[is_valid], *shape))
-  why = f"{ds.name}: no user has 2 training items; valid_fraction=0 skips validation"
+  why = (f"no user of {ds.source or ds.name} has 2 training items; valid_fraction=0 skips "
+         "validation")
   return Split(train=train, test=test, valid=_check_nonempty(valid, "valid", why),
                valid_train=valid_train, protocol="weak")
 
@@ -190,7 +201,7 @@ def leave_one_out(ds: Dataset) -> Split:
   train = binary_matrix(u[in_train], ds.items[in_train], *shape)
   valid_target = binary_matrix(u[is_valid], ds.items[is_valid], *shape)
   test_target = binary_matrix(u[is_test], ds.items[is_test], *shape)
-  why = f"{ds.name}: every user has < 3 interactions"
+  why = f"every user of {ds.source or ds.name} has < 3 interactions"
   valid = EvalSet(fold_in=_minus(train, valid_target), target=valid_target)
   seen = binary_matrix(u[in_train | is_valid], ds.items[in_train | is_valid], *shape)
   test = EvalSet(fold_in=_minus(seen, test_target), target=test_target)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -35,9 +36,16 @@ def _stable(record):
 
 
 def _load(workdir, kind):
+  """(step, state as numpy arrays) of the newest `kind` checkpoint, whatever devices saved it."""
   folder = os.path.join(workdir, "checkpoints", kind)
   step = max(int(name) for name in os.listdir(folder) if name.isdigit())
-  return step, ocp.PyTreeCheckpointer().restore(os.path.join(folder, str(step), "state"))
+  path = os.path.join(folder, str(step), "state")
+  checkpointer = ocp.PyTreeCheckpointer()
+  metadata = checkpointer.metadata(path)
+  tree = getattr(metadata, "item_metadata", metadata)
+  tree = getattr(tree, "tree", tree)
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return step, checkpointer.restore(path, restore_args=as_numpy)
 
 
 @pytest.mark.filterwarnings("ignore:Sharding info not provided")

@@ -2,8 +2,10 @@
 
 The key hashes everything the vectors depend on: the exact item texts (so a changed template, field
 choice or data file misses), the model identity (weights package and version, pooling, layer,
-normalisation, max length). A hit requires both files, the same key in the metadata and a matrix of
-the recorded shape; anything else is a miss and is recomputed.
+normalisation, max length). A hit requires both files, the same key in the metadata and a finite
+matrix of the recorded shape; anything else is a miss and is recomputed. Both files are written
+atomically, the metadata last, so a run killed mid-write leaves no entry that reads as a hit, and a
+matrix with NaN/inf is never stored.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from recsys_core import records
+from recsys_core.errors import DivergenceError
 
 
 def texts_hash(texts: Sequence[str]) -> str:
@@ -43,17 +46,23 @@ def load(cache_dir: str, dataset: str, extractor: str, key: str
     with open(meta_path) as f:
       meta = json.load(f)
     emb = np.load(npy, mmap_mode="r", allow_pickle=False)
-  except (OSError, ValueError):
+  except (OSError, ValueError, EOFError):
     return None
-  if meta.get("key") != key or list(emb.shape) != meta.get("shape"):
+  if not isinstance(meta, dict) or meta.get("key") != key or list(emb.shape) != meta.get("shape"):
     return None
-  return np.array(emb, np.float32), meta  # a copy: the memory map closes with the file
+  emb = np.array(emb, np.float32)  # a copy: the memory map closes with the file
+  if not np.isfinite(emb).all():
+    return None
+  return emb, meta
 
 
 def save(cache_dir: str, dataset: str, extractor: str, key: str, emb: np.ndarray,
          meta: dict[str, Any]) -> str:
   """Writes the matrix (atomically: temp file, then rename) and its metadata; returns the .npy."""
   npy, meta_path = paths(cache_dir, dataset, extractor, key)
+  if not np.isfinite(emb).all():
+    raise DivergenceError(f"{extractor}: the embeddings of {dataset} hold NaN/inf; not cached at "
+                          f"{npy}; check the extractor's weights and config.pooling")
   records.write_atomic(npy, lambda f: np.save(f, np.asarray(emb, np.float32)))
   records.write_json(meta_path, {**meta, "key": key, "shape": list(emb.shape)})
   return npy

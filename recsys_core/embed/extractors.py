@@ -19,6 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tqdm import tqdm
 
+from recsys_core import evaluation
 from recsys_core import train
 from recsys_core.embed import bert, gguf_weights, llama, packages, pooling
 from recsys_core.errors import ConfigError
@@ -160,18 +161,17 @@ def embed_texts(extractor: Extractor, texts: Sequence[str], batch_size: int = 64
   """[len(texts), dim] float32 vectors of `texts`, in their order.
 
   Texts are sorted by token count so a batch pads little; a batch is padded to the next of
-  `bucket_lengths` (few compiled shapes) and to `batch_size` rows, sharded over the local devices.
+  `bucket_lengths` (few compiled shapes) and to `batch_size` rows, split over every device of the
+  job (each process puts its own devices' rows; the vectors are gathered on every process).
   """
   tokens = tokenize(extractor, texts)
   lengths = np.array([len(t) for t in tokens])
   order = np.argsort(lengths, kind="stable")
-  mesh = train.make_mesh(jax.local_devices())
-  batch_size = -(-batch_size // mesh.size) * mesh.size
-  params = train.replicate(extractor.params, mesh)
+  mesh = train.make_mesh()
+  batch_size = evaluation.round_to_mesh(batch_size, mesh)
   buckets = np.array(bucket_lengths(extractor.max_len, min_bucket))
-  out = np.zeros((len(texts), extractor.dim), np.float32)
-  with tqdm(total=len(texts), disable=not progress, desc=f"embed {extractor.name}",
-            unit="item") as bar:
+
+  def batches():
     for start in range(0, len(texts), batch_size):
       rows = order[start:start + batch_size]
       width = int(buckets[np.searchsorted(buckets, lengths[rows].max())])
@@ -179,7 +179,13 @@ def embed_texts(extractor: Extractor, texts: Sequence[str], batch_size: int = 64
       mask = np.zeros((batch_size, width), np.int32)
       for r, i in enumerate(rows):
         ids[r, :lengths[i]], mask[r, :lengths[i]] = tokens[i], 1
-      ids, mask = jax.device_put((ids, mask), train.data_sharded(mesh))
-      out[rows] = np.asarray(extractor.forward(params, ids, mask))[:len(rows)]
+      yield rows, (ids, mask)
+
+  out = np.zeros((len(texts), extractor.dim), np.float32)
+  with tqdm(total=len(texts), disable=not progress, desc=f"embed {extractor.name}",
+            unit="item") as bar:
+    for rows, vectors in evaluation.pipelined(extractor.forward, extractor.params, batches(),
+                                              mesh):
+      out[rows] = vectors[:len(rows)]
       bar.update(len(rows))
   return out

@@ -15,22 +15,32 @@ from typing import Sequence
 import numpy as np
 
 from recsys_core.dataset import DataError
+from recsys_core.errors import MissingFileError
+from recsys_core.parsing import read_text
 
 
-def _read_matrix(path: str, key: str) -> np.ndarray:
+def read_matrix(path: str, key: str = "", field: str = "config.precomputed") -> np.ndarray:
+  """The array of a .npy / .safetensors file as stored; a missing or unreadable file raises a
+  DataError naming it and the config `field` that points at it."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such embeddings file (config.precomputed)")
+    raise MissingFileError(f"{path}: no such embeddings file ({field})")
   if path.endswith(".npy"):
+    with open(path, "rb") as f:
+      magic = f.read(6)
+    if magic != b"\x93NUMPY":  # else numpy takes any other bytes for a pickle
+      raise DataError(f"{path}: not a .npy file (no NUMPY header); write it with numpy.save")
     try:
       return np.load(path, allow_pickle=False)
-    except ValueError as e:
-      raise DataError(f"{path}: not a plain .npy array ({e})") from None
+    except (ValueError, EOFError, OSError) as e:  # bad header, truncated, object array
+      raise DataError(f"{path}: not a plain .npy array ({e or type(e).__name__}); write it with "
+                      "numpy.save") from None
   if path.endswith(".safetensors"):
     from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
     try:
       tensors = load_file(path)
     except Exception as e:  # safetensors raises its own error types on a bad header
-      raise DataError(f"{path}: not a readable .safetensors file ({e})") from None
+      raise DataError(f"{path}: not a readable .safetensors file ({e}); write it with "
+                      "safetensors.numpy.save_file") from None
     if key:
       if key not in tensors:
         raise DataError(f"{path}: no tensor {key!r} (config.precomputed_key); it has: "
@@ -45,9 +55,8 @@ def _read_matrix(path: str, key: str) -> np.ndarray:
 
 def _read_ids(path: str) -> list[str]:
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such ids file (config.precomputed_ids)")
-  with open(path, encoding="utf-8") as f:
-    ids = [line.strip() for line in f]
+    raise MissingFileError(f"{path}: no such ids file (config.precomputed_ids)")
+  ids = [line.strip() for line in read_text(path).split("\n")]
   while ids and not ids[-1]:
     ids.pop()
   for k, i in enumerate(ids):
@@ -66,9 +75,9 @@ def load_precomputed(path: str, item_ids: Sequence[str], ids_path: str = "",
     ids_path: optional text file of the matrix's raw row ids, one per line.
     key: tensor name inside a .safetensors file holding several.
   """
-  matrix = _read_matrix(path, key)
-  if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating):
-    raise DataError(f"{path}: expected a 2-D float matrix [items, dim], got shape "
+  matrix = read_matrix(path, key)
+  if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating) or not matrix.shape[1]:
+    raise DataError(f"{path}: expected a 2-D float matrix [items, dim > 0], got shape "
                     f"{matrix.shape} dtype {matrix.dtype}")
   if ids_path:
     ids = _read_ids(ids_path)
@@ -87,7 +96,8 @@ def load_precomputed(path: str, item_ids: Sequence[str], ids_path: str = "",
   elif matrix.shape[0] != len(item_ids):
     raise DataError(f"{path}: {matrix.shape[0]} rows but the dataset has {len(item_ids)} items; "
                     f"give the rows' item ids (config.precomputed_ids) to align them")
-  matrix = np.asarray(matrix, np.float32)
+  with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, reported just below
+    matrix = np.asarray(matrix, np.float32)
   bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
   if len(bad):
     raise DataError(f"{path}: {len(bad)} rows with NaN/inf values, first for item "

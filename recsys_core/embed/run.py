@@ -17,7 +17,6 @@ Other code (ACE's initialisation, GRAM's lexical IDs) takes the matrix from an e
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 import time
 from typing import Any, Callable, Optional
@@ -34,7 +33,7 @@ from recsys_core.dataset import Dataset
 from recsys_core.embed import cache
 from recsys_core.embed import extractors
 from recsys_core.embed import precomputed
-from recsys_core.errors import ConfigError, DataError
+from recsys_core.errors import ConfigError
 
 
 def versions() -> dict[str, str]:
@@ -128,9 +127,7 @@ def embeddings_by_name(source: str, embed: Optional[ml_collections.ConfigDict], 
   if source == "bow":
     x = bow(ds)
   elif source.endswith(".npy"):
-    if not os.path.isfile(source):
-      raise DataError(f"{source}: no such file ({field})")
-    x = np.load(source)
+    x = precomputed.read_matrix(source, field=field)
   else:
     if embed is None or embed.extractor != source:
       raise ConfigError(f"{field}={source!r} is neither bow, a .npy [num_items, d] path, nor the "
