@@ -53,7 +53,7 @@ LABELS = {"id": "ID only", "raw": "raw LLM (top-k SVD)", "llm2x": "LLM2X (PCA)",
           "alphafuse": "AlphaFuse", "ace": "ACE"}
 PAPER = ("The paper reports ACE above every baseline; secondary summaries quote SASRec Recall@20 on "
          "Beauty .1288 (ACE) vs .1263 (AlphaFuse) with OpenAI embeddings (unverified: the paper's "
-         "tables could not be read here).")
+         "tables were not read).")
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/ace", "runs go to <runs_dir>/<dataset>/...")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "folder holding the datasets")

@@ -13,7 +13,6 @@ lines, loaded with the same weights; prints the largest score difference.
 """
 
 import argparse
-import os
 
 import numpy as np
 

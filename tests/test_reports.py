@@ -66,3 +66,11 @@ def test_run_source_prefers_the_finished_folder_then_the_archive(tmp_path):
   assert reports.run_source(str(run), str(archive)) == str(run)
   (run / "metrics.json").unlink()  # a run restarted, or its folder cleaned
   assert reports.run_source(str(run), str(archive)) == str(archive)
+
+
+def test_setup_block_names_hardware_versions_and_load():
+  lines = reports.setup_block((1.0, 2.0, 3.0), (0.5, 0.25, 0.125), versions=("numpy",))
+  assert lines[:2] == ["## Setup", ""] and lines[-1] == ""
+  assert lines[2].startswith("- Hardware: ") and "GiB of memory" in lines[2]
+  assert f"numpy {np.__version__}" in lines[3]
+  assert lines[4] == "- Load average (1, 5, 15 min) before / after: 1.00, 2.00, 3.00 / 0.50, 0.25, 0.12."

@@ -39,16 +39,19 @@ def _generate(module, *flags):
 
 def test_ace_report_survives_the_loss_of_its_run_folders(tmp_path):
   runs, out = tmp_path / "runs", tmp_path / "results" / "ace.md"
-  for seed, name in enumerate(("id", "ace_bow")):
+  for seed, name in enumerate(("id", "ace_bow", "ace_bow/lam0")):
     folder = runs / "synthetic" / name / "seed0"
     folder.mkdir(parents=True)
     _fake_run(str(folder), seed)
   flags = ["--datasets=synthetic", "--extractors=bow", "--inits=id,raw,ace", "--seeds=0",
-           "--lams=50", f"--runs_dir={runs}", f"--out={out}"]
+           "--lams=0,50,200", f"--runs_dir={runs}", f"--out={out}"]
   _generate("ace_results", *flags)
   first = open(out).readlines()
   assert "| raw LLM (top-k SVD) | bow | pending |" + " |" * 6 + "\n" in first  # never run
   assert any(line.startswith("| ACE | bow | 0.") for line in first)
+  assert "| 200 | pending |" + " |" * 4 + "\n" in first  # the λ sweep's row never run
+  assert any(line.startswith("| λ = 0 | ") and line.endswith(f"| {USERS} |\n")
+             for line in first)  # ACE at λ = 0 minus λ = 50, paired
   assert any(line.startswith("| ID only | — | 0.") for line in first)
   assert any(line.startswith("| ID only | ") and " ± " in line and line.endswith(f"| {USERS} |\n")
              for line in first)  # ACE minus ID, from the per-user files

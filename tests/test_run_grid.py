@@ -44,7 +44,7 @@ def test_grid_runs_pending_jobs_skips_finished_ones_and_stops_at_the_deadline(tm
   jobs = tmp_path / "grid.txt"
   jobs.write_text(f"{done_before} --config.seconds=0\n{quick} --config.seconds=0\n"
                   f"{slow} --config.seconds=60\n")
-  out = subprocess.run([sys.executable, "benchmarks/run_grid.py", f"--jobs={jobs}", "--parallel=2",
+  out = subprocess.run([sys.executable, "-m", "benchmarks.run_grid", f"--jobs={jobs}", "--parallel=2",
                         "--deadline_s=4", f"--python={fake}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
   assert "2 jobs to run" in out                      # the finished one is skipped

@@ -95,7 +95,7 @@ def test_cosine_scores_with_a_computed_item_table():
                              rtol=1e-4, atol=1e-4)
 
 
-def test_causal_mask_future_items_do_not_change_earlier_outputs():
+def test_causal_mask_future_items_do_not_change_past_outputs():
   model = sasrec.SASRec(**SMALL)
   params = _perturbed_params(model)
   seq = _inputs()
