@@ -14,8 +14,10 @@ run is one process elsewhere.
 
 Parses the flags, checks the config, initialises the runtime, writes the resolved config next to the
 results and dispatches to the family's `run(config, workdir, mode)`. The project's own errors
-(`recsys_core.errors.RecsysError`: bad data, bad config, a locked workdir) end the run with one line
-and exit status 2; anything else is a defect and keeps its traceback (exit status 1).
+(`recsys_core.errors.RecsysError`: bad data, bad config, a locked workdir, a full disk) end the run
+with one line and exit status 2; a SIGTERM (a scheduler's preemption) stops training after the
+current step with a checkpoint at that step and exit status 75 (`loop.PREEMPTED_EXIT`; the same
+command resumes); anything else is a defect and keeps its traceback (exit status 1).
 """
 
 import json
@@ -30,7 +32,9 @@ from ml_collections import config_flags
 
 from recsys_core import config_checks
 from recsys_core import distributed
+from recsys_core import loop
 from recsys_core import records
+from recsys_core import workdir as workdirs
 from recsys_core.errors import ConfigError, RecsysError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<family>.py:<preset>", lock_config=True)
@@ -104,10 +108,14 @@ def main(argv):
                  jax.devices())
     # --mode=eval keeps the training run's own config.json and records its config beside it.
     name = "eval_config.json" if _MODE.value == "eval" else "config.json"
-    records.write_json(os.path.join(workdir, name), json.loads(config.to_json_best_effort()))
-    metrics = runner(config, workdir, _MODE.value)
+    with loop.preemptible(), workdirs.claim(workdir, _MODE.value):  # lock, SIGTERM, full disk
+      records.write_json(os.path.join(workdir, name), json.loads(config.to_json_best_effort()))
+      metrics = runner(config, workdir, _MODE.value)
   except RecsysError as error:
     _fail(str(error))
+  except loop.Preempted as preempted:
+    print(preempted, file=sys.stderr)
+    sys.exit(loop.PREEMPTED_EXIT)
   if jax.process_index() == 0:
     print(json.dumps(metrics, indent=1, sort_keys=True))
 

@@ -10,8 +10,7 @@ Run from the repository root (launch.py is found next to benchmarks/).
 Each run is `python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor>
 --workdir=<runs_dir>/<dataset>/<init>_<extractor>/seed<k> --config.seed=<k>` in a subprocess (a
 killed run resumes from its checkpoints when relaunched); its metrics.json is the source of the
-tables, its test_per_user.npz of the paired ACE-vs-baseline differences (a finished run without one
-is evaluated again with --mode=eval). The ID-only SASRec does not depend on the extractor and runs once per dataset and seed. The
+tables, its test_per_user.npz of the paired ACE-vs-baseline differences. The ID-only SASRec does not depend on the extractor and runs once per dataset and seed. The
 lambda sweep reruns ACE with --config.init.lam=<lambda> (lambda 50 is the main ACE run). The
 anisotropy columns describe each initial item table as the model starts from it (seed 0), computed
 here with recsys_core/anisotropy.py; the plots (spectra, metric against lambda, validation curves of
@@ -109,14 +108,11 @@ def launch_args(dataset, init, extractor, seed, lam=None):
 
 
 def ensure_run(dataset, init, extractor, seed, lam=None):
-  """Run the configuration unless its metrics.json exists (and evaluate a finished run that
-  predates test_per_user.npz with --mode=eval); returns the metrics or None."""
+  """Run the configuration unless its metrics.json exists; returns the metrics or None."""
   folder = workdir(dataset, init, extractor, seed, lam)
   finished_here = os.path.join(folder, "metrics.json")
   if _RUN.value and not os.path.exists(os.path.join(source(folder), "metrics.json")):
     launch(folder, launch_args(dataset, init, extractor, seed, lam))
-  if _RUN.value and os.path.exists(finished_here) and not os.path.exists(per_user_path(folder)):
-    launch(folder, launch_args(dataset, init, extractor, seed, lam) + ["--mode=eval"])
   if os.path.exists(finished_here):
     reports.archive_run(folder, archived(folder))
   path = os.path.join(source(folder), "metrics.json")

@@ -146,12 +146,6 @@ def per_user(workdir: str) -> str:
   return os.path.join(workdir, "test_per_user.npz")
 
 
-def lacks_per_user(workdir: str) -> bool:
-  """A finished run from before test_per_user.npz existed."""
-  return os.path.exists(os.path.join(workdir, "metrics.json")) and not os.path.exists(
-      per_user(workdir))
-
-
 ABLATIONS = {"no_item_prompts": "w/o item prompts", "no_neighbours": "w/o collaborative neighbours",
              "random_ids": "random IDs", "no_prompt_positions": "w/o prompt positions",
              "authors_ids": "the authors' IDs"}
@@ -256,15 +250,6 @@ def main(_):
       if _SASREC.value and not os.path.exists(os.path.join(source(dataset, "sasrec"),
                                                            "metrics.json")):
         launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset), ["--config.ks=(5,10,20)"])
-      # Re-evaluate the best checkpoint of finished runs that lack their per-user file.
-      for variant in _VARIANTS.value:
-        workdir = os.path.join(runs_dir, dataset, variant)
-        if lacks_per_user(workdir):
-          launch(f"configs/gram.py:{dataset}{_SUFFIX.value}", workdir,
-                 VARIANTS[variant] + list(_OVERRIDE.value) + ["--mode=eval"])
-      if _SASREC.value and lacks_per_user(sasrec_dir(dataset)):
-        launch(f"configs/sasrec.py:{dataset}", sasrec_dir(dataset),
-               ["--config.ks=(5,10,20)", "--mode=eval"])
   for dataset in _DATASETS.value:
     for name in _VARIANTS.value + ["sasrec"] * _SASREC.value:
       if os.path.exists(os.path.join(run_dir(dataset, name), "metrics.json")):

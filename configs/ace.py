@@ -3,7 +3,7 @@
   python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor> --workdir=DIR
 
 dataset:   synthetic | amazon_beauty | amazon_toys | ml-1m
-init:      id | raw | llm2x | whitenrec | whitenrec_plus | llmemb | alphafuse | ace
+init:      id | raw | llm2x | whitenrec | whitenrec_plus | llmemb | alphafuse | alpharec | ace
            (seqrec/initialisers.py; `<dataset>_id` needs no extractor)
 extractor: minilm | smollm2 (| tiny_bert | tiny_llama: random weights) through the embedding cache
            of recsys_core/embed (configs/embed.py's settings in config.init.embed; a cache miss embeds the
@@ -18,6 +18,9 @@ paper's official settings for every initialiser: 2 layers, 2 heads, hidden 128, 
 patience 10; ACE lambda 50, tables at global std .1. Batches pack several sequences per row (same
 batches and loss, faster; --config.pack_multiple=0 turns it off). The synthetic presets keep
 configs/sasrec.py's small synthetic model. Sweep lambda with --config.init.lam=...
+Other backbones: --config.backbone=gru4rec | bert4rec (the ACE code's GRU4Rec / BERT4Rec settings
+are configs/sasrec.py's fields model.gru_hidden, gru_layers, mask_ratio, ft_ratio; hidden 128 and
+lr 5e-4 as above).
 """
 
 import ml_collections
@@ -26,12 +29,13 @@ from configs import embed as embed_config
 from configs import sasrec as sasrec_config
 
 DATASETS = ("synthetic", "amazon_beauty", "amazon_toys", "ml-1m")
-INITS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "ace")
+INITS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "alpharec",
+         "ace")
 # The ACE paper's SASRec settings (its ACE runs use hidden 128); the rest as in configs/sasrec.py.
 OFFICIAL = dict(learning_rate=5e-4, model=dict(hidden=128))
 # Amazon inputs are short (mean ~8 of 50): a batch of 256 packs into ~46 rows of 50 positions
-# (seqrec/data.py), the unpacked loss and gradient at ~4x the steps per second on a CPU; ML-1M's
-# inputs are mostly full (~224 rows). Rows come in multiples of 8 (up to 8 devices shard evenly).
+# (seqrec/data.py), the unpacked loss and gradient at a fraction of the cost
+# (benchmarks/results/seqrec_speed.md); ML-1M's inputs are mostly full (~224 rows). Rows come in multiples of 8 (up to 8 devices shard evenly).
 PACK_MULTIPLE = 8
 
 

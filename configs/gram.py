@@ -15,14 +15,14 @@ Paper / official settings (command/train_gram_*.sh, src/arguments.py): t5-small,
 user prompt + up to 20 item prompts of <= 128 tokens, neighbours Beauty 10 / Toys 5 / Sports 10,
 IDs Beauty c=128 l=7 / Toys c=32 l=5 / Sports c=32 l=7, AdamW lr 1e-3 (eps 1e-6, weight decay .01 on
 every weight), linear warmup 5% then linear decay, clipping 1.0, batch 128 (32 x 2 accumulation x 2
-GPUs), 30 epochs, validation every 5 epochs, beam 50 with length penalty 1.0. Pretrained T5 weights
-cannot be downloaded here: the model trains from scratch unless model.hf_checkpoint points at a
-Hugging Face T5 v1.0 checkpoint (then use its tokenizer: --config.tokenizer.kind=sentencepiece
+GPUs), 30 epochs, validation every 5 epochs, beam 50 with length penalty 1.0. The model
+trains from scratch unless model.hf_checkpoint points at a pretrained Hugging Face T5 v1.0
+checkpoint (then use its tokenizer: --config.tokenizer.kind=sentencepiece
 --config.tokenizer.path=DIR/spiece.model).
 
-CPU preset (a Beauty run in a few hours on 2 cores): the tiny T5 from scratch, the user prompt + the
-5 most recent items' prompts of 64 tokens with 3 neighbours, batches bucketed by prompt count,
-2 epochs, beam 20, validation on 2,000 users; see CPU below for the measured reasons.
+CPU preset (sized to train on a few CPU cores in hours): the tiny T5 from scratch, the user prompt +
+the 5 most recent items' prompts of 64 tokens with 3 neighbours, batches bucketed by prompt count,
+2 epochs, beam 20, validation on a 2,000-user sample; see CPU below.
 """
 
 import ml_collections
@@ -37,24 +37,16 @@ PAPER_SCALE = dict(model=dict(size="small"), max_his=20, num_fine=20, prompt_len
                    batch_size=128, epochs=30, eval_every_epochs=5, patience=6, num_beams=50,
                    length_penalty=1.0, prompt_buckets=(), valid_users=0)
 
-# CPU preset, from measurements on the 2-core CPU (tiny T5, training steps of 64 examples of N
-# prompts x L tokens, machine under load; ratios; with threefry dropout masks, before recsys_core/dropout.py's
-# hashed masks made the step ~1.8x faster: benchmarks/results/dropout_speed.md): a step costs
-# about 0.2 s + 0.45 s per prompt at L=64 and 2.7x that at L=128 (attention grows with L^2); Beauty's histories are short (mean 6.7
-# items, so 2/3 of 21 prompts are padding). Relative epoch costs on Beauty at L=64: 21 prompts
-# for every example 4.3, the 20 most recent items' prompts in 7 buckets 1.8, the 5 most recent
-# items' prompts unbucketed 1.3, bucketed (below) 1.0 (about 40 min per epoch with a third of the
-# CPU, expected 15-20 min on the quiet machine). So: the tiny T5 (0.74M parameters with the 8k
-# vocabulary); batches bucketed by the number of prompts they need (gram_jax/batching.py); the 5
-# most recent items' fine prompts; 64 tokens per prompt, which hold the item's ID, 3 neighbour IDs
-# and the start of its text (the user prompt: its ~7 most recent IDs); beam 20 (also gives @20);
-# validation on a fixed sample of 2,000 users (~20 s) each epoch; 2 epochs. Richer, slower:
-# --config.num_fine=20 --config.prompt_buckets='(1,2,3,5,8,12)' (1.8x), --config.prompt_len=128
-# --config.num_neighbours=10 (2.6x). Learning rate 1e-2 and 2 epochs (the tiny model trains from
-# scratch; valid NDCG@10 on the 2,000-user sample, Beauty, ~25 min per epoch alone): lr 1e-2 with
-# the schedule over 2 epochs .0150 -> .0171; the paper's lr 1e-3 over 2 epochs .0075 -> .0127; lr
-# 1e-2 over 6 epochs .0144 -> .0111 at epoch 2 (train loss 5.33 -> 3.39: over-fitting at the peak
-# learning rate), so the schedule ends at epoch 2.
+# CPU preset: the tiny T5 (0.74M parameters with the 8k vocabulary) from scratch; the user prompt +
+# the 5 most recent items' fine prompts of 64 tokens each, which hold the item's ID, 3 neighbour IDs
+# and the start of its text (the user prompt: its most recent IDs); batches bucketed by the number
+# of prompts they need (gram_jax/batching.py); beam 20 (also gives @20); validation each epoch on a
+# fixed sample of 2,000 users. Why: a training step's cost grows with prompts x tokens (attention
+# with tokens^2), and Beauty's histories are short, so most of the paper's 21 prompts per example
+# would be padding. The learning rate 1e-2 and 2 epochs are this preset's choice for a tiny model
+# trained from scratch. Costs and results: benchmarks/results/gram.md (CPU preset). Richer, slower:
+# --config.num_fine=20 --config.prompt_buckets='(1,2,3,5,8,12)', --config.prompt_len=128
+# --config.num_neighbours=10.
 CPU = dict(model=dict(size="tiny"), max_his=20, num_fine=5, prompt_len=64, num_neighbours=3,
            batch_size=64, learning_rate=1e-2, epochs=2, eval_every_epochs=1, patience=2,
            num_beams=20,
@@ -125,6 +117,8 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.model.hf_checkpoint = ""      # folder with config.json + model.safetensors (T5 v1.0)
   config.model.dropout_rate = 0.1
   config.model.prompt_positions = True # False: no prompt-position embeddings (an ablation)
+  config.model.dtype = "float32"       # bfloat16: bf16 matrix products (accelerators); float32
+                                       # parameters, norms, softmaxes and loss
   config.model.d_model = 0
   config.model.d_kv = 0
   config.model.d_ff = 0
@@ -140,6 +134,10 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.warmup_fraction = 0.05        # linear warmup over this share of the steps, then linear decay
   config.clip_norm = 1.0               # global gradient norm
   config.prompt_buckets = ()           # fine-prompt counts that bound batch shapes (gram_jax/batching.py)
+  config.group_prefixes = False        # True: a batch holds consecutive prefixes of a few users (they
+                                       # share item prompts; effect on accuracy not yet measured)
+  config.distinct_prompts = False      # True: each distinct item prompt of a batch encoded once
+                                       # (gram_jax/t5.py): same loss; a prompt's copies share dropout
   config.epochs = 30
   config.num_train_steps = 0           # stop after this many steps (0: no limit); also ends the schedule
   config.num_devices = 0               # 0: all devices; n: the first n

@@ -1,8 +1,9 @@
-"""Linear autoencoders: LAE, EASE, RLAE, DLAE, EDLAE, RDLAE (Moon, Kim, Lee, SIGIR'23).
+"""Linear autoencoders: LAE, EASE, RLAE, DLAE, EDLAE, RDLAE (Moon, Kim, Lee, SIGIR'23), and the GF-CF
+baseline (Shen et al., CIKM'21) as the official RDLAE code runs it.
 
   python launch.py --config=configs/lae.py:<model>_<dataset> --workdir=DIR [--mode=search]
 
-model: lae | ease | rlae | dlae | edlae | rdlae.
+model: lae | ease | rlae | dlae | edlae | rdlae | gfcf.
 dataset: synthetic | gowalla_strong | gowalla_weak | ml-100k_strong | ml-1m_strong.
 Defaults are the paper's best hyperparameters on gowalla (strong generalization, Table 3) where known.
 """
@@ -13,19 +14,21 @@ import ml_collections
 GOWALLA_STRONG = {
     "lae": dict(lam=300.0), "ease": dict(lam=80.0), "rlae": dict(lam=80.0, xi=0.4),
     "dlae": dict(lam=100.0, p=0.5), "edlae": dict(lam=90.0, p=0.6), "rdlae": dict(lam=70.0, p=0.5, xi=0.4),
+    "gfcf": dict(alpha=0.1),   # official strong/gowalla.sh: --model=GFCF --alpha=0.1
 }
 # Weak generalization (LightGCN split): the official weak/gowalla.sh runs EASE 80 and EDLAE (60, .8) and
 # lists LAE 500, DLAE (60, .9), RLAE (100, .2), RDLAE (80, .8, .09) in comments.
 GOWALLA_WEAK = {
     "lae": dict(lam=500.0), "ease": dict(lam=80.0), "rlae": dict(lam=100.0, xi=0.2),
     "dlae": dict(lam=60.0, p=0.9), "edlae": dict(lam=60.0, p=0.8), "rdlae": dict(lam=80.0, p=0.8, xi=0.09),
+    "gfcf": dict(alpha=0.1),   # not in the official weak scripts: the strong setting
 }
 
 DATASETS = {
     "synthetic": dict(dataset="synthetic", protocol="strong", heldout_users=300, min_rating=0.0,
                       hyper=dict(lae=dict(lam=50.0), ease=dict(lam=20.0), rlae=dict(lam=20.0, xi=0.2),
                                  dlae=dict(lam=20.0, p=0.3), edlae=dict(lam=20.0, p=0.3),
-                                 rdlae=dict(lam=20.0, p=0.3, xi=0.2))),
+                                 rdlae=dict(lam=20.0, p=0.3, xi=0.2), gfcf=dict(alpha=0.1))),
     "gowalla_strong": dict(dataset="gowalla_strong", protocol="presplit", hyper=GOWALLA_STRONG),
     "gowalla_weak": dict(dataset="gowalla_weak", protocol="presplit", recall_normalization="size",
                          hyper=GOWALLA_WEAK),
@@ -51,6 +54,8 @@ def get_config(arg: str = "ease_synthetic") -> ml_collections.ConfigDict:
   config.lam = 80.0            # lambda, the L2 weight
   config.p = 0.5               # dropout probability (dlae, edlae, rdlae)
   config.xi = 0.4              # diagonal bound diag(B) <= xi (rlae, rdlae)
+  config.alpha = 0.1           # gfcf: weight of the ideal low-pass term
+  config.gfcf_vectors = 256    # gfcf: top singular vectors k of the normalised matrix (official 256)
   config.dtype = "float32"     # or float64 (enables jax x64)
   config.solve_method = "auto"     # auto | direct | woodbury (auto: woodbury when users < items)
   config.inverse_backend = ""      # '' = lapack on CPU, jax on accelerators; or 'lapack' / 'jax'
@@ -69,9 +74,13 @@ def get_config(arg: str = "ease_synthetic") -> ml_collections.ConfigDict:
   config.min_user_interactions = 5
   config.seed = 0
 
-  config.ks = (20, 50, 100)
+  config.ks = (10, 20, 50, 100)    # the official tables' cut-offs
   config.recall_normalization = "min"   # min: Recall@k / min(k, |test|) (strong); size: / |test| (weak)
   config.head_fraction = 0.2            # head = this share of items with the most training users
+  # Unbiased uRecall/uPrecision/uNDCG: propensity p_j = max((c_j / max c) ** power, floor) from the
+  # training counts c (official RDLAE code: power .5, floor .01).
+  config.propensity_power = 0.5
+  config.propensity_floor = 0.01
   config.eval_batch_size = 1000
   config.progress = True
 

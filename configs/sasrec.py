@@ -7,7 +7,7 @@ Defaults are the ACE paper's official SASRec settings (2 layers, 2 heads, hidden
 dropout .5, attention dropout .3, max length 50, batch 256, Adam lr 1e-3, early stopping on
 validation NDCG@10 with patience 10, up to 200 epochs). Quick runs: --config.epochs=2 or
 --config.num_train_steps=100. Faster epochs, same batches and loss: --config.pack_multiple=8 packs
-several short sequences per row (~4x the steps per second on Amazon data; configs/ace.py's default).
+several short sequences per row (benchmarks/results/seqrec_speed.md; configs/ace.py's default).
 """
 
 import ml_collections
@@ -35,6 +35,8 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.dataset = arg
   config.data_dir = "../shared/data"   # folder holding <dataset>/ (relative to the working directory)
   config.seed = 0                      # parameters, batch order and dropout all derive from it
+  # sasrec | gru4rec | bert4rec (seqrec/backbones.py; presets: configs/gru4rec.py, bert4rec.py)
+  config.backbone = "sasrec"
 
   config.model = ml_collections.ConfigDict()
   config.model.hidden = 64             # hidden size = item embedding size
@@ -46,13 +48,20 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.model.layer_norm_eps = 1e-12
   config.model.init_std = 0.02         # RecBole initializer_range
   config.model.score_temperature = 0.0     # 0: dot-product scores; t > 0: cosine / t (DWSRec: .07)
+  # GRU4Rec (the item table is model.hidden wide, RecBole embedding_size; dropout: model.dropout)
+  config.model.gru_hidden = 128        # GRU state size (RecBole hidden_size)
+  config.model.gru_layers = 1          # GRU layers (RecBole num_layers)
+  # BERT4Rec (RecBole / the ACE code's BERT4Rec.yaml)
+  config.model.mask_ratio = 0.2        # probability that an item is replaced by [MASK]
+  config.model.ft_ratio = 0.5          # share of batches that mask only each window's last item
+  config.model.cloze_windows = "prefixes"  # prefixes: RecBole's augmented inputs | sequences: 1/user
   config.max_len = 50                  # RecBole MAX_ITEM_LIST_LENGTH
   config.item_init = ""                # optional .npy [num_items, hidden] initial item table (ACE)
   config.freeze_item_embedding = False     # True: the item table gets zero updates
 
   # Item-table initialiser from LLM item embeddings (seqrec/initialisers.py; configs/ace.py).
   config.init = ml_collections.ConfigDict()
-  # id | raw | llm2x | whitenrec | whitenrec_plus | llmemb | alphafuse | ace
+  # id | raw | llm2x | whitenrec | whitenrec_plus | llmemb | alphafuse | alpharec | ace
   config.init.kind = "id"
   config.init.embeddings = ""          # [num_items, d]: .npy path | bow | minilm | smollm2 (ace.py)
   config.init.normalize = True         # L2-normalise the rows first (ACE: normalised, not centred)

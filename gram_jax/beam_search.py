@@ -2,10 +2,11 @@
 
 Per user, the encoder runs once on its N prompts and the decoder's cross-attention keys/values are
 computed once from that output; all beams of the user share them (the beams' queries form one
-matmul against them). The decoder runs incrementally with a self-attention KV cache of static
+matmul against them). Given the distinct-prompt form of a batch (gram_jax/t5.py), an item prompt
+that several users of the batch share is encoded once. The decoder runs incrementally with a self-attention KV cache of static
 length `trie.max_len`, reordered with the beams each step. (Recomputing the decoder over the whole
-static-length prefix each step instead, which needs no cache, was measured 4-7x slower at the tiny
-size, beams 20-50, 12k items, 21 x 128-token prompts: the cache stays.)
+static-length prefix each step instead needs no cache, but runs every step over all `max_len`
+positions, so decoding an ID costs about `max_len` times the decoder work: the cache stays.)
 
 Step t, for each of the `num_beams` live hypotheses (prefix p, log-probability s, trie state):
   candidates = the children of the state in the trie: s + log P(token | p, prompts). The
@@ -36,7 +37,7 @@ from recsys_core.errors import ConfigError
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_beams", "length_penalty"))
-def constrained_beam_search(model: t5.T5, params: Any, trie: DeviceTrie, input_ids: jax.Array,
+def constrained_beam_search(model: t5.T5, params: Any, trie: DeviceTrie, input_ids: Any,
                             num_beams: int, length_penalty: float = 0.0) -> tuple:
   """Top `num_beams` items per user under the trie constraint.
 
@@ -44,7 +45,8 @@ def constrained_beam_search(model: t5.T5, params: Any, trie: DeviceTrie, input_i
     model: the T5 (its config's pad token is the decoder start token).
     params: its parameters.
     trie: `Trie.device()` of the valid item IDs (tokens < vocab_size).
-    input_ids: [batch, N, L] int32 prompts of each user (late fusion).
+    input_ids: [batch, N, L] int32 prompts of each user (late fusion), or their distinct-prompt
+      dict (`gram_jax.batching.distinct_inputs`).
     num_beams: beam size = number of items returned (static, like model and length_penalty:
       one compilation per value).
     length_penalty: see the module docstring.
@@ -61,11 +63,10 @@ def constrained_beam_search(model: t5.T5, params: Any, trie: DeviceTrie, input_i
   if trie.vocab_bound > config.vocab_size:
     raise ValueError(f"the trie has token {trie.vocab_bound - 1}, outside the model's vocabulary "
                      f"of {config.vocab_size}")
-  batch = input_ids.shape[0]
   beams, degree = num_beams, trie.max_degree
   variables = {"params": params}
-  encoded, encoder_mask = model.apply(variables, input_ids, method=t5.T5.encode)
-  cross_kv = model.apply(variables, encoded, method=t5.T5.cross_key_values)
+  cross_kv, encoder_mask = model.apply(variables, input_ids, method=t5.T5.late_fusion)
+  batch = encoder_mask.shape[0]
   neg_inf = jnp.float32(-jnp.inf)
 
   def step(carry: dict) -> dict:

@@ -131,6 +131,16 @@ class GramExamples:
     pos = ex.targets[index, None] - 1 - back[None, :]
     return np.where(real, ex.items[np.where(real, pos, 0)], -1).astype(np.int64)
 
+  def user_prompts(self, index: np.ndarray, history: Optional[np.ndarray] = None) -> np.ndarray:
+    """[b, L] int32 coarse user prompts of examples `index` (`history`: their `histories`)."""
+    t = self.tables
+    history = self.histories(np.asarray(index)) if history is None else history
+    out = np.full((len(history), t.prompt_len), t.pad_id, np.int32)
+    for row, hist in enumerate(history):
+      user = t.encoder(prompts.user_prompt([t.ids[h] for h in hist[hist >= 0]]))
+      out[row, :len(user)] = user
+    return out
+
   def batch(self, index: np.ndarray) -> dict:
     """The model inputs of examples `index` (see the module docstring)."""
     t = self.tables
@@ -138,9 +148,7 @@ class GramExamples:
     history = self.histories(index)
     real = history >= 0
     input_ids = np.full((len(index), self.num_prompts, t.prompt_len), t.pad_id, np.int32)
-    for row, hist in enumerate(history):
-      user = t.encoder(prompts.user_prompt([t.ids[h] for h in hist[hist >= 0]]))
-      input_ids[row, 0, :len(user)] = user
+    input_ids[:, 0] = self.user_prompts(index, history)
     if self.item_prompts:
       input_ids[:, 1:] = np.where(real[..., None], t.item_prompts[np.maximum(history, 0)],
                                   t.pad_id)

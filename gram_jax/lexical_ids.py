@@ -12,12 +12,12 @@ Facts of GRAM's official indexing (preprocessing/1_hierarchical_semantics_indexi
      tf-idf over its items; its candidates are its 50 best tokens, special tokens, "▁", "▁▁" and
      one-character tokens excluded.
   3. An item's ID: at each level, the best candidate of the item's cluster at that level that is
-     not already in the item's ID (a level with no such candidate is skipped; never seen here).
+     not already in the item's ID (a level with no such candidate is skipped).
   4. Items whose IDs coincide all get a numeric suffix token "0", "1", .. (in item order).
 Differences here: candidates are ranked among the tokens of positive score, ties by token id
 (the official argsort also draws zero-score tokens in an unspecified order), the exclusions are
 applied before taking the 50 best, tokens holding "|" or whitespace are excluded too (they could
-not be written in an ID file), and suffixing repeats in the (never observed) case that a suffixed
+not be written in an ID file), and suffixing repeats in the (rare) case that a suffixed
 ID equals another item's ID.
 """
 

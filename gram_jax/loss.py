@@ -22,12 +22,20 @@ def shift_right(labels: jax.Array, start_token_id: int = 0) -> jax.Array:
   return jnp.concatenate([start, labels[:, :-1]], axis=1)
 
 
-def token_log_probs(model: t5.T5, params: Any, input_ids: jax.Array, labels: jax.Array,
+def prompts_of(batch: dict) -> Any:
+  """A batch's prompts: its "input_ids" [b, N, L], or its distinct-prompt arrays
+  (`t5.DISTINCT_KEYS`, see gram_jax/t5.py) as one dict."""
+  if "input_ids" in batch:
+    return batch["input_ids"]
+  return {k: batch[k] for k in t5.DISTINCT_KEYS}
+
+
+def token_log_probs(model: t5.T5, params: Any, input_ids: Any, labels: jax.Array,
                     deterministic: bool = True, rng: jax.Array | None = None) -> jax.Array:
   """[batch, T] log P(label_t | labels_<t, prompts) under teacher forcing (pad positions included).
 
   Args:
-    input_ids: [batch, N, L] int32 prompts.
+    input_ids: [batch, N, L] int32 prompts, or a distinct-prompt dict (`prompts_of`).
     labels: [batch, T] int32 target tokens ending with EOS, right-padded with pad (0).
   """
   pad = model.config.pad_token_id
@@ -49,15 +57,16 @@ def seq2seq_loss(model: t5.T5, params: Any, batch: dict, rng: jax.Array) -> tupl
   """Mean token cross-entropy with dropout (training mode).
 
   Args:
-    batch: {"input_ids": [b, N, L] int32 prompts, "labels": [b, T] int32 target ID tokens + EOS,
-      right-padded with 0, optionally "weights": [b] float32 (0 for rows padding the last batch)}.
+    batch: {"input_ids": [b, N, L] int32 prompts (or the distinct-prompt arrays, `prompts_of`),
+      "labels": [b, T] int32 target ID tokens + EOS, right-padded with 0, optionally "weights":
+      [b] float32 (0 for rows padding the last batch)}.
     rng: dropout key.
 
   Returns:
     (loss, {"examples": real examples, "tokens": real label tokens}).
   """
   labels = batch["labels"]
-  logp = token_log_probs(model, params, batch["input_ids"], labels, deterministic=False, rng=rng)
+  logp = token_log_probs(model, params, prompts_of(batch), labels, deterministic=False, rng=rng)
   weights = (labels != model.config.pad_token_id).astype(jnp.float32)
   examples = jnp.float32(labels.shape[0])
   if "weights" in batch:

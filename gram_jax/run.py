@@ -18,7 +18,8 @@ Writes into the workdir:
   metrics.json    final: "test/recall@5", "test/ndcg@10", ... of the best checkpoint, its "valid/..."
                   metrics (on the validation sample when config.valid_users > 0: "valid/num_users"),
                   "best/epoch", "time/...", data and model sizes
-  eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed
+  eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed, and its per-user
+                  test metrics in eval_test_per_user.npz
 """
 
 from __future__ import annotations
@@ -181,11 +182,12 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple:
       logging.warning("model.hf_checkpoint with our trained tokenizer: the pretrained embeddings "
                       "belong to the checkpoint's vocabulary; use its spiece.model")
     model = t5.T5(dataclasses.replace(t5_config, dropout_rate=m.dropout_rate,
-                                      prompt_position_embedding=m.prompt_positions))
+                                      prompt_position_embedding=m.prompt_positions,
+                                      dtype=m.dtype))
     return model, jax.tree.map(jnp.asarray, params)
   overrides = {k: m[k] for k in _MODEL_OVERRIDES if m[k]}
   model = t5.T5(t5.t5_config(m.size, vocab_size=vocab_size, num_prompt_positions=positions,
-                             dropout_rate=m.dropout_rate,
+                             dropout_rate=m.dropout_rate, dtype=m.dtype,
                              prompt_position_embedding=m.prompt_positions, **overrides))
   return model, t5.init_params(model, config.seed)
 
@@ -264,7 +266,8 @@ class Evaluator(evaluation.PerUserEvaluator):
     c = self.config
     batch_size = evaluation.round_to_mesh(c.eval_batch_size, self.mesh)
     batches = ((index, (input_ids,)) for index, input_ids in batching.eval_batches(
-        self.examples, batch_size, c.num_fine, c.prompt_buckets))
+        self.examples, batch_size, c.num_fine, c.prompt_buckets, c.distinct_prompts,
+        self.mesh.size if self.mesh is not None else 1))
     search = lambda p, input_ids: self.search_fn(p, self.trie, input_ids)[0]
     out = np.full((len(self.examples), c.num_beams), -1, np.int32)
     with tqdm.tqdm(total=len(self.examples), desc=self.which, unit="user",
@@ -300,8 +303,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
                     tokenizer.vocab_size).device()
   model, params = build_model(config, tokenizer.vocab_size)
   examples = data_lib.train_examples(ds, tables, config.max_his, config.item_prompts)
-  batches = batching.PromptBatches(examples, config.batch_size, config.seed, config.num_fine,
-                                   config.prompt_buckets)
+  batches = batching.PromptBatches(
+      examples, config.batch_size, config.seed, config.num_fine, config.prompt_buckets,
+      config.group_prefixes, config.distinct_prompts,
+      num_groups=config.num_devices or jax.device_count())  # one group per device of the mesh
   total_steps = config.epochs * batches.num_batches
   if config.num_train_steps:
     total_steps = min(total_steps, config.num_train_steps)

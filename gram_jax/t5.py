@@ -27,6 +27,21 @@ prompt-position table (`num_prompt_positions` rows = 20 history items + 1 user p
 added to every output vector of prompt n; the outputs are concatenated to [batch, N * L, d_model]
 with their padding mask, and the decoder cross-attends to all of them. With
 `num_prompt_positions=0` there is no table and N=1 is exactly Hugging Face's T5.
+
+Distinct prompts (`T5.late_fusion` on a dict, built by `gram_jax.batching.distinct_inputs`): a
+prompt's encoder output depends on its L tokens alone (the encoder sees no position outside the
+prompt; the prompt-position row comes after it), so an item prompt that occurs in several slots
+of a batch (a user's consecutive prefixes share all but one of them) is encoded once:
+  user_prompts: [batch, L] the coarse prompts (slot 0, one per example);
+  item_prompts: [G, U, L] the distinct item prompts of each of G groups of batch / G consecutive
+                rows (G = devices, so the gather stays on each device), padded to U rows;
+  prompt_index: [batch, N - 1] row of slot n's prompt in its group's item_prompts, -1 = absent.
+The cross-attention keys and values are linear without bias, k(h + p_n) = k(h) + k(p_n), so they
+are computed on the U distinct outputs and gathered to [batch, N * L, heads, d_kv] with k(p_n)
+added: the decoder's memory equals the [batch, N, L] path's up to float rounding. Dropout: the
+decoder's masks are the same; the encoder's are drawn per distinct row, so every slot holding one
+prompt shares its mask (each slot's mask is still Bernoulli(1 - rate), so the expected loss is
+unchanged; the slots of a batch are no longer independent).
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -45,6 +60,8 @@ from recsys_core import dropout
 from recsys_core.errors import ConfigError
 
 NEG_INF = float(np.finfo(np.float32).min)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DISTINCT_KEYS = ("user_prompts", "item_prompts", "prompt_index")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +84,13 @@ class T5Config:
   prompt_position_embedding: bool = True
   pad_token_id: int = 0  # also T5's decoder start token
   eos_token_id: int = 1
+  # Inputs of the matrix products: "float32", or "bfloat16" for accelerators (parameters, the
+  # residual stream, norms, softmaxes and the loss stay float32; products accumulate in float32).
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.dtype not in DTYPES:
+      raise ConfigError(f"T5 dtype={self.dtype!r}: use one of {', '.join(DTYPES)}")
 
 
 SIZES = {
@@ -119,8 +143,9 @@ def padding_bias(mask: jax.Array) -> jax.Array:
   return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)[:, None, None, :]
 
 
-def _dense(features: int, std: float, name: str) -> nn.Dense:
-  return nn.Dense(features, use_bias=False, kernel_init=nn.initializers.normal(std), name=name)
+def _dense(config: T5Config, features: int, std: float, name: str) -> nn.Dense:
+  return nn.Dense(features, use_bias=False, kernel_init=nn.initializers.normal(std), name=name,
+                  dtype=DTYPES[config.dtype], param_dtype=jnp.float32)
 
 
 class Attention(nn.Module):
@@ -130,10 +155,10 @@ class Attention(nn.Module):
   def setup(self):
     c = self.config
     inner = c.num_heads * c.d_kv
-    self.q = _dense(inner, (c.d_model * c.d_kv) ** -0.5, "q")
-    self.k = _dense(inner, c.d_model ** -0.5, "k")
-    self.v = _dense(inner, c.d_model ** -0.5, "v")
-    self.o = _dense(c.d_model, inner ** -0.5, "o")
+    self.q = _dense(c, inner, (c.d_model * c.d_kv) ** -0.5, "q")
+    self.k = _dense(c, inner, c.d_model ** -0.5, "k")
+    self.v = _dense(c, inner, c.d_model ** -0.5, "v")
+    self.o = _dense(c, c.d_model, inner ** -0.5, "o")
     self.dropout = dropout.Dropout(c.dropout_rate)
 
   def _heads(self, x: jax.Array) -> jax.Array:
@@ -148,9 +173,10 @@ class Attention(nn.Module):
     """x: [batch, queries, d_model]; k, v: [batch, keys, heads, d_kv]; bias: additive, broadcastable
     to [batch, heads, queries, keys] (position bias + masks). Returns [batch, queries, d_model]."""
     q = self._heads(self.q(x))
+    # float32 bias: a bfloat16 product's logits get their softmax in float32
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) + bias
     weights = self.dropout(jax.nn.softmax(logits, axis=-1), deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
     return self.o(out.reshape(*x.shape[:-1], -1))
 
 
@@ -161,9 +187,9 @@ class FeedForward(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
     c = self.config
-    h = nn.relu(_dense(c.d_ff, c.d_model ** -0.5, "wi")(x))
+    h = nn.relu(_dense(c, c.d_ff, c.d_model ** -0.5, "wi")(x))
     h = dropout.Dropout(c.dropout_rate)(h, deterministic)
-    return _dense(c.d_model, c.d_ff ** -0.5, "wo")(h)
+    return _dense(c, c.d_model, c.d_ff ** -0.5, "wo")(h)
 
 
 def _norm(config: T5Config, name: str) -> nn.RMSNorm:
@@ -340,31 +366,101 @@ class T5(nn.Module):
       self.prompt_position = nn.Embed(c.num_prompt_positions, c.d_model,
                                       embedding_init=nn.initializers.normal(0.02))
 
-  def encode(self, input_ids: jax.Array, deterministic: bool = True) -> tuple:
-    """Late fusion: [batch, N, L] prompts -> ([batch, N * L, d_model] encoder output, [batch, N * L]
-    bool mask of real tokens)."""
-    batch, num_prompts, length = input_ids.shape
+  def _prompt_positions(self, num_prompts: int) -> jax.Array | None:
+    """[num_prompts, d_model] rows of the prompt-position table (None without one)."""
     positions = self.config.num_prompt_positions
     if positions and num_prompts > positions:
       raise ValueError(f"{num_prompts} prompts per example but num_prompt_positions={positions}")
     if not positions and num_prompts != 1:
       raise ValueError(f"{num_prompts} prompts per example need num_prompt_positions >= "
                        f"{num_prompts} (0 = plain T5, one prompt)")
+    if positions and self.config.prompt_position_embedding:
+      return self.prompt_position(jnp.arange(num_prompts))
+    return None
+
+  def encode(self, input_ids: jax.Array, deterministic: bool = True) -> tuple:
+    """Late fusion: [batch, N, L] prompts -> ([batch, N * L, d_model] encoder output, [batch, N * L]
+    bool mask of real tokens)."""
+    batch, num_prompts, length = input_ids.shape
+    position = self._prompt_positions(num_prompts)
     tokens = input_ids.reshape(batch * num_prompts, length)
     mask = tokens != self.config.pad_token_id
     h = self.encoder(self.shared(tokens), mask, deterministic)
     h = h.reshape(batch, num_prompts, length, -1)
-    if positions and self.config.prompt_position_embedding:
-      h = h + self.prompt_position(jnp.arange(num_prompts))[None, :, None, :]
+    if position is not None:
+      h = h + position[None, :, None, :]
     return h.reshape(batch, num_prompts * length, -1), mask.reshape(batch, num_prompts * length)
+
+  def late_fusion(self, inputs: jax.Array | Mapping, deterministic: bool = True) -> tuple:
+    """The decoder's memory of a batch of prompts.
+
+    Args:
+      inputs: [batch, N, L] int32 prompts, or a distinct-prompt dict (module docstring).
+
+    Returns:
+      (per decoder block the cross-attention (k, v), each [batch, N * L, heads, d_kv];
+       [batch, N * L] bool mask of real tokens).
+    """
+    if isinstance(inputs, Mapping):
+      return self._distinct_late_fusion(*(inputs[k] for k in DISTINCT_KEYS),
+                                        deterministic=deterministic)
+    encoded, mask = self.encode(inputs, deterministic)
+    return self.cross_key_values(encoded), mask
+
+  def _distinct_late_fusion(self, user_prompts: jax.Array, item_prompts: jax.Array,
+                            prompt_index: jax.Array, deterministic: bool) -> tuple:
+    """`late_fusion` of user_prompts [batch, L], item_prompts [G, U, L], prompt_index
+    [batch, N - 1] (module docstring): U + batch prompts encoded, not batch * N."""
+    batch, length = user_prompts.shape
+    groups, unique = item_prompts.shape[:2]
+    fine = prompt_index.shape[1]
+    if batch % groups:
+      raise ValueError(f"{batch} rows do not split into {groups} groups of item prompts")
+    position = self._prompt_positions(1 + fine)
+    pad = self.config.pad_token_id
+    user_mask = user_prompts != pad
+    h = self.encoder(self.shared(user_prompts), user_mask, deterministic)
+    user_kv = self.cross_key_values(h if position is None else h + position[0])
+    if not fine:
+      return user_kv, user_mask
+    tokens = item_prompts.reshape(groups * unique, length)
+    item_kv = self.cross_key_values(self.encoder(self.shared(tokens), tokens != pad,
+                                                 deterministic))
+    slots = jnp.maximum(prompt_index, 0).reshape(groups, -1)
+
+    def gather(x):  # [G * U, L, ...] rows -> [batch, N - 1, L, ...] slots, within each group
+      x = x.reshape(groups, unique, *x.shape[1:])
+      return jax.vmap(lambda rows, i: rows[i])(x, slots).reshape(batch, fine, *x.shape[2:])
+
+    def fuse(user, item, pos):  # [batch, L, ...], [G * U, L, ...], [1, N - 1, ...] -> [batch, N * L, ...]
+      item = gather(item)
+      if pos is not None:
+        item = item + pos[:, :, None]
+      out = jnp.concatenate([user[:, None], item], axis=1)
+      return out.reshape(batch, (1 + fine) * length, *out.shape[3:])
+
+    if position is None:
+      position_kv = [(None, None)] * len(user_kv)
+    else:  # k(p_n), v(p_n) of every item slot, added after the gather
+      position_kv = self.cross_key_values(position[None, 1:])
+    cross_kv = [(fuse(ku, ki, kp), fuse(vu, vi, vp)) for (ku, vu), (ki, vi), (kp, vp)
+                in zip(user_kv, item_kv, position_kv)]
+    item_mask = gather(tokens != pad) & (prompt_index >= 0)[..., None]
+    mask = jnp.concatenate([user_mask[:, None], item_mask], axis=1).reshape(batch, -1)
+    return cross_kv, mask
 
   def cross_key_values(self, encoded: jax.Array) -> list:
     """[batch, S, d_model] -> per decoder block (k, v) [batch, S, heads, d_kv]; once per user."""
     return self.decoder.cross_key_values(encoded)
 
   def logits(self, h: jax.Array) -> jax.Array:
-    """Tied output layer with T5's rescaling: [..., d_model] -> [..., vocab]."""
-    return self.shared.attend(h * self.config.d_model ** -0.5)
+    """Tied output layer with T5's rescaling: [..., d_model] -> [..., vocab] float32."""
+    h = h * self.config.d_model ** -0.5
+    if self.config.dtype == "float32":
+      return self.shared.attend(h)
+    dtype = DTYPES[self.config.dtype]
+    return jnp.einsum("...d,vd->...v", h.astype(dtype), self.shared.embedding.astype(dtype),
+                      preferred_element_type=jnp.float32)
 
   def decode(self, decoder_input_ids: jax.Array, encoded: jax.Array, encoder_mask: jax.Array,
              deterministic: bool = True, num_beams: int = 1) -> jax.Array:
@@ -382,17 +478,21 @@ class T5(nn.Module):
                                  encoder_mask, num_beams)
     return self.logits(h), cache
 
-  def __call__(self, input_ids: jax.Array, decoder_input_ids: jax.Array,
+  def __call__(self, inputs: jax.Array | Mapping, decoder_input_ids: jax.Array,
                deterministic: bool = True) -> jax.Array:
-    """Teacher-forced logits [batch, T, vocab]."""
-    encoded, mask = self.encode(input_ids, deterministic)
-    return self.decode(decoder_input_ids, encoded, mask, deterministic)
+    """Teacher-forced logits [batch, T, vocab] of `inputs` ([batch, N, L] prompts or a
+    distinct-prompt dict, see `late_fusion`)."""
+    cross_kv, mask = self.late_fusion(inputs, deterministic)
+    h = self.decoder(self.shared(decoder_input_ids), cross_kv, mask, 1, deterministic)
+    return self.logits(h)
 
 
 def init_cache(config: T5Config, rows: int, max_len: int) -> dict:
-  """Zero self-attention cache {"k", "v"}: [decoder layers, rows, max_len, heads, d_kv] float32."""
+  """Zero self-attention cache {"k", "v"}: [decoder layers, rows, max_len, heads, d_kv] in the
+  config's dtype (the keys' and values' own)."""
   shape = (config.num_decoder_layers, rows, max_len, config.num_heads, config.d_kv)
-  return {"k": jnp.zeros(shape, jnp.float32), "v": jnp.zeros(shape, jnp.float32)}
+  dtype = DTYPES[config.dtype]
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
 
 
 def init_params(model: T5, seed: int) -> Any:

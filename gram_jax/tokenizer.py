@@ -1,17 +1,17 @@
 """GRAM's tokenizer: text -> token ids with T5's special-id layout, and lexical-ID words -> ids.
 
-The paper uses T5's SentencePiece vocabulary, which cannot be downloaded here. Our choice: a
-SentencePiece BPE model TRAINED BY THE PIPELINE on the dataset's own item text (plus the prompt
-templates), with T5's layout pad=0, eos=1, unk=2 and T5's "▁" word-start marker. Why this and not
+The paper uses T5's SentencePiece vocabulary; a pretrained one can be passed to `get_tokenizer`
+(kind "sentencepiece" or "hf_json", below). When none is given, the pipeline TRAINS a SentencePiece
+BPE model on the dataset's own item text (plus the prompt templates), with T5's layout pad=0, eos=1, unk=2 and T5's "▁" word-start marker. Why this and not
 the MiniLM WordPiece vocabulary: the model is trained from scratch, so a pretrained vocabulary
 brings no meaning, only size; a dataset-fitted vocabulary of ~8k pieces segments the item text
 into fewer tokens (more of each 128-token prompt survives truncation) and keeps the embedding
 table and output softmax 4x smaller than WordPiece's 30,522 (the CPU preset's cost); and its
 pieces look like T5's, so our lexical IDs have the authors' format (`|▁loss|▁brake|ren`).
-Why BPE and not T5's unigram algorithm: measured here, SentencePiece's unigram trainer leaves
-words found in (nearly) every item text in pieces ("categories" -> `▁categor ies` on Beauty,
-"title" -> `▁ti t le` on the synthetic set, "What would" -> `▁ W hat ▁w ould`), while BPE keeps
-them whole (Beauty item text: 37.4 BPE vs 39.5 unigram tokens per item at 8k pieces).
+Why BPE and not T5's unigram algorithm: BPE merges the most frequent pairs first, so words found
+in (nearly) every item text (field names such as "categories", template words) become single
+pieces, while SentencePiece's unigram trainer on a corpus this small can leave them split
+(`▁categor ies`), spending prompt tokens on text that carries no item information.
 
 Lexical-ID words must be single tokens. Our own IDs are named with this tokenizer's pieces, so they
 already are (except multi-digit collision suffixes perhaps). Words of a foreign ID file (the

@@ -7,8 +7,8 @@ Two exact ways, chosen by the shape of X (users x items):
     so only the smaller users x users SPD system is inverted and X stays sparse.
 
 The SPD inverse itself runs on LAPACK's potrf+potri in place on the host when the default JAX backend
-is the CPU (measured 2.6x faster than XLA's CPU Cholesky + triangular solves, see
-benchmarks/results/lae_speed.md, and it needs no second n x n buffer), and as a jit-compiled Cholesky
+is the CPU (faster than XLA's CPU Cholesky + triangular solves, benchmarks/results/lae_speed.md,
+and it needs no second n x n buffer), and as a jit-compiled Cholesky
 solve on accelerators.
 """
 
@@ -124,7 +124,8 @@ def spd_inverse(a: np.ndarray, backend: str | None = None) -> np.ndarray | jax.A
 
 
 def _transpose(a: np.ndarray, block: int = 512) -> np.ndarray:
-  """C-ordered a^T, copied in cache-sized blocks (numpy's strided copy is ~5x slower at 24k x 41k)."""
+  """C-ordered a^T, copied in cache-sized blocks (numpy's strided copy of a large matrix misses the cache on
+  almost every read)."""
   out = np.empty(a.shape[::-1], a.dtype)
   for i in range(0, a.shape[0], block):
     for j in range(0, a.shape[1], block):
@@ -206,3 +207,32 @@ def inverse_with_diagonal(x: sp.spmatrix, d: np.ndarray, *, dtype=np.float32, me
   if method == "woodbury":
     return inverse_woodbury(x, d, dtype, backend)
   raise ConfigError(f"unknown solve method {method!r}; use 'auto', 'direct' or 'woodbury'")
+
+
+def available_memory_bytes() -> int | None:
+  """Memory this process may still allocate: /proc/meminfo's MemAvailable, capped by a cgroup
+  limit (memory.max) when one is set; None where neither can be read."""
+  found = []
+  try:
+    with open("/proc/meminfo") as f:
+      found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    with open("/sys/fs/cgroup/memory.max") as f:
+      limit = f.read().strip()
+    if limit.isdigit():
+      with open("/sys/fs/cgroup/memory.current") as f:
+        found.append(int(limit) - int(f.read().strip()))
+  except (OSError, ValueError):
+    pass
+  return min(found) if found else None
+
+
+def check_dense_fits(num_items: int, dtype, method: str) -> None:
+  """Refuse, before allocating, a solve whose dense [n, n] matrix (the Gram matrix of the direct
+  route, C of the Woodbury one: both routes hold one) exceeds the memory available."""
+  needed = num_items * num_items * np.dtype(dtype).itemsize
+  available = available_memory_bytes()
+  if available is not None and needed > available:
+    raise ConfigError(
+        f"config.solve_method={method!r} needs a dense {num_items} x {num_items} {np.dtype(dtype).name} "
+        f"matrix ({needed / 2**30:.1f} GiB) but {available / 2**30:.1f} GiB of memory is available; "
+        "free memory, use a larger machine, or --config.dtype=float32 if it is float64")

@@ -23,12 +23,17 @@ from recsys_core import readers
 from recsys_core import records
 from recsys_core import splits
 from recsys_core import train as train_lib
+from recsys_core import unbiased_metrics
 from recsys_core.dataset import DataError, EvalSet, Split
 from lae_jax import closed_forms
+from lae_jax import gfcf
 from lae_jax import linalg
 from lae_jax import solve
 from lae_jax import sweep
 from recsys_core.errors import ConfigError
+
+
+MODELS = (*closed_forms.MODELS, "gfcf")   # the LAE family and the GF-CF baseline
 
 
 def load_split(config: ml_collections.ConfigDict) -> Split:
@@ -47,15 +52,26 @@ def load_split(config: ml_collections.ConfigDict) -> Split:
   raise ConfigError(f"config.protocol={config.protocol!r}: use 'strong', 'weak' or 'presplit'")
 
 
-def _evaluate_b(config, b, eval_set: EvalSet, head: np.ndarray, name: str) -> dict:
-  score_fn, params, batch_inputs = solve.scorer(b, eval_set.fold_in)
-  return _evaluate(config, score_fn, params, eval_set, head, name, batch_inputs)
+def item_statistics(config, item_counts: np.ndarray) -> dict:
+  """What the metrics need of the training items: the head mask and the propensities (official
+  RLAE code: both from the training matrix's column sums)."""
+  return {"head_items": metrics_lib.head_item_mask(item_counts, config.head_fraction),
+          "propensity": unbiased_metrics.propensity(item_counts, config.propensity_power,
+                                                    config.propensity_floor)}
 
 
-def _evaluate(config, score_fn, params, eval_set: EvalSet, head: np.ndarray, name: str,
+def _evaluate_b(config, b, eval_set: EvalSet, items: dict, name: str) -> dict:
+  """Evaluates a fitted model: B of the LAE family, or a `gfcf.GFCF`."""
+  scorer = gfcf.scorer if isinstance(b, gfcf.GFCF) else solve.scorer
+  score_fn, params, batch_inputs = scorer(b, eval_set.fold_in)
+  return _evaluate(config, score_fn, params, eval_set, items, name, batch_inputs)
+
+
+def _evaluate(config, score_fn, params, eval_set: EvalSet, items: dict, name: str,
               batch_inputs=None) -> dict:
+  """Recall/NDCG/Precision (all, head, tail) and the unbiased metrics; items: `item_statistics`."""
   result = metrics_lib.evaluate(score_fn, params, eval_set, config.ks,
-                                normalization=config.recall_normalization, head_items=head,
+                                normalization=config.recall_normalization, precision=True, **items,
                                 batch_size=config.eval_batch_size, progress=config.progress, desc=name,
                                 batch_inputs=batch_inputs, mesh=train_lib.make_mesh())
   return records.prefixed(name, result)
@@ -71,6 +87,9 @@ def gram_mesh(config) -> jax.sharding.Mesh | None:
 
 
 def _fit(config, train, lam, p, xi):
+  if config.model == "gfcf":
+    return gfcf.fit(train, alpha=config.alpha, num_vectors=config.gfcf_vectors,
+                    dtype=np.dtype(config.dtype), seed=config.seed)
   return solve.fit(train, config.model, lam=lam, p=p, xi=xi, dtype=np.dtype(config.dtype),
                    method=config.solve_method, backend=config.inverse_backend or None,
                    mesh=gram_mesh(config))
@@ -80,14 +99,15 @@ def _ranks_training_users(config, split: Split) -> bool:
   """Weak generalization scores the training users themselves: with fewer users than items their
   scores come straight from the Woodbury factors (solve.fit_training_scores), B is never formed."""
   train, fold_in = split.train, split.test.fold_in
-  return (split.valid is None and config.solve_method in ("auto", "woodbury")
+  return (config.model != "gfcf" and split.valid is None
+          and config.solve_method in ("auto", "woodbury")
           and linalg.choose_method(train) == "woodbury" and fold_in.shape == train.shape
           and (fold_in != train).nnz == 0)
 
 
 def fit_and_evaluate(config: ml_collections.ConfigDict, split: Split) -> dict[str, Any]:
   """Solve on split.train, evaluate test (and valid when it shares the training matrix)."""
-  head = metrics_lib.head_item_mask(split.item_counts(), config.head_fraction)
+  items = item_statistics(config, split.item_counts())
   if _ranks_training_users(config, split):
     scores, info = solve.fit_training_scores(split.train, config.model, lam=config.lam, p=config.p,
                                              xi=config.xi, dtype=np.dtype(config.dtype),
@@ -98,18 +118,24 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, split: Split) -> dict[st
                config.model, info.method, info.backend, info.solve_s, info.num_active, split.num_items)
   start = time.perf_counter()
   if info.method == "woodbury-rows":
-    out = _evaluate(config, solve.given_scores, (), split.test, head, "test",
+    out = _evaluate(config, solve.given_scores, (), split.test, items, "test",
                     batch_inputs=lambda begin, end: scores[begin:end])
   else:
-    out = _evaluate_b(config, b, split.test, head, "test")
+    out = _evaluate_b(config, b, split.test, items, "test")
   eval_s = time.perf_counter() - start
   if split.valid is not None and split.valid_train is None:
-    out.update(_evaluate_b(config, b, split.valid, head, "valid"))
+    out.update(_evaluate_b(config, b, split.valid, items, "valid"))
   out.update({"time/solve_s": info.solve_s, "time/eval_s": eval_s, "solve/num_active": info.num_active,
               "solve/method": info.method, "solve/backend": info.backend,
-              "hparams/lam": config.lam, "hparams/p": config.p,
-              "hparams/xi": closed_forms.effective_xi(config.model, config.xi)})
+              **_hparams(config)})
   return out
+
+
+def _hparams(config) -> dict:
+  if config.model == "gfcf":
+    return {"hparams/alpha": config.alpha, "hparams/gfcf_vectors": config.gfcf_vectors}
+  return {"hparams/lam": config.lam, "hparams/p": config.p,
+          "hparams/xi": closed_forms.effective_xi(config.model, config.xi)}
 
 
 def _grid(config) -> list[dict]:
@@ -124,11 +150,14 @@ def _grid(config) -> list[dict]:
 
 def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dict:
   """Grid search on the validation set; returns the best point's hyperparameters."""
+  if config.model == "gfcf":
+    raise ConfigError("config.model='gfcf' has no search grid; use --mode=train with "
+                      "--config.alpha / --config.gfcf_vectors")
   if split.valid is None:
     raise DataError(f"dataset {config.dataset!r} has no validation split to search on; "
                     "use --mode=train with fixed hyperparameters")
   train = split.valid_train if split.valid_train is not None else split.train
-  head = metrics_lib.head_item_mask(np.asarray(train.sum(axis=0)).ravel(), config.head_fraction)
+  items = item_statistics(config, np.asarray(train.sum(axis=0)).ravel())
   spec = closed_forms.model_spec(config.model)
   eigen = None if spec.dropout else sweep.eigen_gram(train, np.dtype(config.dtype))
   results = []
@@ -136,10 +165,10 @@ def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dic
     hyper = {"lam": config.lam, "p": config.p, "xi": config.xi, **point}
     if eigen is not None:  # lae / ease / rlae: every lambda from one eigendecomposition
       params, _ = sweep.sweep_params(eigen, hyper["lam"], closed_forms.effective_xi(config.model, hyper["xi"]))
-      valid = _evaluate(config, sweep.sweep_scores, params, split.valid, head, "valid")
+      valid = _evaluate(config, sweep.sweep_scores, params, split.valid, items, "valid")
     else:
       b, _ = _fit(config, train, hyper["lam"], hyper["p"], hyper["xi"])
-      valid = _evaluate_b(config, b, split.valid, head, "valid")
+      valid = _evaluate_b(config, b, split.valid, items, "valid")
       del b
     records.append_jsonl(os.path.join(workdir, "search.jsonl"), {**point, **valid})
     logging.info("search %s: %s = %.5f", point, config.search.metric, valid[config.search.metric])
@@ -153,8 +182,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   if mode == "eval":
     raise ConfigError("the LAE family has no checkpoint to evaluate: its solve is the training; "
                      "use --mode=train (or --mode=search)")
-  if config.model not in closed_forms.MODELS:
-    raise ConfigError(f"config.model={config.model!r}: choose one of {sorted(closed_forms.MODELS)}")
+  if config.model not in MODELS:
+    raise ConfigError(f"config.model={config.model!r}: choose one of {sorted(MODELS)}")
   start = time.perf_counter()
   split = load_split(config)
   load_s = time.perf_counter() - start

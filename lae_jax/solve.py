@@ -42,6 +42,7 @@ def fit(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, xi: float = 1
   start = time.perf_counter()
   gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)
   method = linalg.choose_method(x) if method == "auto" else method
+  linalg.check_dense_fits(x.shape[1], dtype, method)   # every route holds an [n, n] host array
   backend = backend or linalg.default_inverse_backend()
   c = linalg.inverse_with_diagonal(x, gamma, dtype=dtype, method=method, backend=backend,
                                    mesh=mesh)
@@ -77,8 +78,9 @@ def fit_training_scores(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.
 
 
 def lae_scores(b: jax.Array, fold_in: jax.Array) -> jax.Array:
-  """Scores [batch, n] = X_u B for fold-in rows X_u [batch, n], in full float32: a GPU's default
-  float32 product (TF32) moved EASE's ML-1M NDCG@100 from .4745 to .4743 on an H200."""
+  """Scores [batch, n] = X_u B for fold-in rows X_u [batch, n], in full float32: a GPU computes
+  the default float32 product in TF32 (10-bit mantissa), which shifts the metrics
+  (benchmarks/results/gpu_h200.md)."""
   return jnp.matmul(fold_in, b, precision=HIGHEST)
 
 
@@ -91,8 +93,8 @@ def scorer(b: jax.Array, fold_in: sp.spmatrix) -> tuple:
   """How recsys_core.metrics.evaluate scores users by X_u B: (score_fn, params, batch_inputs).
 
   Where B lives on the CPU the product is sparse (scipy CSR rows times B, read in place): a batch
-  costs nnz(X_batch) x n multiply-adds instead of the dense batch x n x n (a whole EASE run on
-  gowalla strong went from 189 s to 138 s, benchmarks/results/lae_speed.md). On an accelerator the
+  costs nnz(X_batch) x n multiply-adds instead of the dense batch x n x n
+  (benchmarks/results/lae_speed.md). On an accelerator the
   dense product on device is the faster one.
 
   Args:

@@ -31,6 +31,10 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_train_steps": (lambda v: v >= 0, ">= 0 (0: no limit)"),
     "num_devices": (lambda v: v >= 0, ">= 0 (0: every device)"),
     "num_beams": (lambda v: v >= 1, ">= 1"),
+    "alpha": (lambda v: v >= 0, ">= 0 (GF-CF's ideal low-pass weight)"),
+    "gfcf_vectors": (lambda v: v >= 1, ">= 1 (GF-CF's singular vectors)"),
+    "propensity_power": (lambda v: v > 0, "> 0 (official .5)"),
+    "propensity_floor": (lambda v: 0 < v <= 1, "in (0, 1] (official .01)"),
 }
 
 

@@ -80,10 +80,17 @@ class Dataset:
 @dataclasses.dataclass(frozen=True)
 class EvalSet:
   """Users to evaluate: `fold_in` items are given to the model and excluded from the ranking;
-  `target` items are to be predicted. Both [num_eval_users, num_items] binary float32 CSR."""
+  `target` items are to be predicted. Both [num_eval_users, num_items] binary float32 CSR.
+
+  `target_order`, optional [target.nnz] int32: the target items row after row, each row's in the
+  order the data gave them (file order of a presplit folder; `ordered_row_items`), where CSR keeps
+  them sorted by id. The unbiased metrics' denominators depend on it (the official RLAE code takes
+  a user's first min(k, |T|) test items in file order). None: ascending item id.
+  """
 
   fold_in: sp.csr_matrix
   target: sp.csr_matrix
+  target_order: Optional[np.ndarray] = None
 
   @property
   def num_users(self) -> int:
@@ -116,6 +123,16 @@ class Split:
   def item_counts(self) -> np.ndarray:
     """[num_items] int64 number of training users of each item (defines head/tail)."""
     return np.asarray(self.train.sum(axis=0)).ravel().astype(np.int64)
+
+
+def ordered_row_items(rows: np.ndarray, cols: np.ndarray, num_cols: int) -> np.ndarray:
+  """[nnz] int32 distinct cols of each row in their first-seen order, row after row: the
+  `EvalSet.target_order` of `binary_matrix(rows, cols, ...)` (repeats keep their first place)."""
+  rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+  _, first = np.unique(rows * num_cols + cols, return_index=True)
+  first = np.sort(first)
+  first = first[np.argsort(rows[first], kind="stable")]
+  return cols[first].astype(np.int32)
 
 
 def binary_matrix(rows: np.ndarray, cols: np.ndarray, num_rows: int, num_cols: int) -> sp.csr_matrix:

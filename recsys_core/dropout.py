@@ -1,13 +1,13 @@
 """Dropout with masks from a counter-based integer hash (drop-in for flax.linen.Dropout).
 
-Why: on a CPU, threefry (JAX's default generator behind `nn.Dropout`) costs ~20 ns per element; the
-T5 of GRAM draws ~35M mask elements per training step (attention weights and feed-forward
-activations of 6 prompts x 64 tokens x 64 examples), which was half of the step (measured: 1.59 s
-with dropout .1 against 0.86 s without). Here one threefry call draws a 64-bit seed per dropout
-site, and each element's mask bit is a hash of (its flat index, the seed): the lowbias32 integer
-hash (C. Wellons' `hash-prospector`), applied twice with the two seed words. It fuses into the
-surrounding computation, ~70x cheaper than threefry masks on this CPU, and, a pure function of the
-global index, gives the same mask on any sharding of the array. A keep threshold in units of 2^-32
+Why: on a CPU, threefry (JAX's default generator behind `nn.Dropout`) is expensive per element, and
+the T5 of GRAM draws ~35M mask elements per training step (attention weights and feed-forward
+activations of 6 prompts x 64 tokens x 64 examples), so generating threefry masks takes about half
+of that step (benchmarks/results/dropout_speed.md). Here one threefry call draws a 64-bit seed per
+dropout site, and each element's mask bit is a hash of (its flat index, the seed): the lowbias32
+integer hash (C. Wellons' `hash-prospector`), applied twice with the two seed words. It fuses into
+the surrounding computation, far cheaper than threefry masks, and, a pure function of the global
+index, gives the same mask on any sharding of the array. A keep threshold in units of 2^-32
 makes the keep rate exact to 2^-32.
 """
 

@@ -14,24 +14,93 @@ Every validation appends one line to DIR/metrics.jsonl ({"step", "epoch", "train
 as the best one. A relaunched run restores the latest checkpoint (state + loop position), drops the
 metrics.jsonl lines written after it, and continues; since batch order and dropout keys are functions
 of (seed, epoch, step), it ends with the parameters and metrics of an uninterrupted run.
+
+Preemption: inside `preemptible()` (launch.py wraps every run in it) a SIGTERM, a scheduler's
+notice, lets the current step finish, saves it as the latest checkpoint and raises `Preempted`;
+launch.py then exits with status PREEMPTED_EXIT = 75 (EX_TEMPFAIL of sysexits.h: try again later),
+and the same command resumes from that step. Outside `train_loop` (loading, the final evaluation) a
+SIGTERM raises `Preempted` at once, so the run still unwinds (and releases its workdir). In a job of
+several processes JAX's preemption service, which owns SIGTERM there, picks a step all processes
+stop at.
+
+A write that fails for lack of space (a checkpoint, metrics.jsonl, metrics.json) ends with one line
+(`recsys_core.workdir.DiskFullError`); what was written before is intact, and the same command
+resumes once there is space.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterator, Protocol
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import tqdm
 
 from recsys_core import records
 from recsys_core import train
 from recsys_core.checkpoint import Checkpoints
+from recsys_core.workdir import disk_full_as_error
+
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped on SIGTERM after a checkpoint; rerun to resume
+
+
+class Preempted(BaseException):
+  """The run stopped on SIGTERM; the message says at which step (and that rerunning resumes).
+
+  A request to stop, like KeyboardInterrupt, not an error: `except Exception` (a reader's errors
+  in a restore, say) lets it through, and launch.py exits with PREEMPTED_EXIT rather than 2.
+  """
+
+
+class _Sigterm:
+  installed = False  # our handler is in place
+  deferred = 0  # inside train_loop: only note the signal, the loop stops at the next step's end
+  received = False
+
+
+@contextlib.contextmanager
+def preemptible() -> Iterator[None]:
+  """SIGTERM stops the block cleanly: see the module docstring. Re-entrant; does nothing off the
+  main thread or in a job of several processes (whose SIGTERM JAX's preemption service handles)."""
+  if (_Sigterm.installed or threading.current_thread() is not threading.main_thread()
+      or jax.process_count() > 1):
+    yield
+    return
+  previous = signal.signal(signal.SIGTERM, _on_sigterm)
+  _Sigterm.installed, _Sigterm.received = True, False
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    _Sigterm.installed, _Sigterm.received = False, False
+
+
+def _on_sigterm(signum, frame):
+  del signum, frame
+  _Sigterm.received = True
+  if not _Sigterm.deferred:
+    raise Preempted("preempted (SIGTERM) outside training; rerun the same command to resume "
+                    "from the latest checkpoint")
+
+
+def _preemption_requested(step: int) -> bool:
+  """Whether to stop after `step`: a SIGTERM was received (by some process of the job)."""
+  if jax.process_count() > 1:
+    try:  # every process calls this at every step; all stop at the same one
+      return multihost_utils.reached_preemption_sync_point(step)
+    except RuntimeError:  # the preemption service is off (jax_enable_preemption_service)
+      return False
+  return _Sigterm.received
 
 
 class EpochBatches(Protocol):
@@ -61,13 +130,29 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: train.
 
   Returns:
     (final state, meta) with meta["best_step"], meta["best_metric"], meta["best_epoch"].
+
+  Raises:
+    Preempted: after a SIGTERM, once the step it arrived in is saved as the latest checkpoint.
+    DiskFullError: a checkpoint or metrics.jsonl could not be written for lack of space.
   """
+  with preemptible():
+    _Sigterm.deferred += 1
+    try:
+      out = _train_loop(config, workdir, state, step_fn, batches, mesh, validate, checkpoints)
+    finally:
+      _Sigterm.deferred -= 1
+    if _Sigterm.received:  # during the last validation: training is over and saved
+      raise Preempted("preempted (SIGTERM) after the last training step, saved as the latest "
+                      "checkpoint; rerun the same command for the final evaluation")
+    return out
+
+
+def _train_loop(config, workdir, state, step_fn, batches, mesh, validate, checkpoints) -> tuple:
   log_path = os.path.join(workdir, "metrics.jsonl")
   meta = initial_meta()
   if checkpoints.step("latest") is not None:
     state, meta = checkpoints.restore("latest", state)
-    if jax.process_index() == 0:
-      _truncate_log(log_path, int(state.step))
+    _truncate_log(log_path, int(state.step))
     logging.info("resumed from step %d (epoch %d, batch %d)", int(state.step), meta["epoch"],
                  meta["batch"])
   elif os.path.exists(log_path) and jax.process_index() == 0:
@@ -90,6 +175,11 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: train.
       last_of_epoch = meta["batch"] == batches.num_batches
       if step >= max_steps:
         break
+      # Every process asks once per step (JAX's preemption sync point): here, or for an epoch's
+      # last step after its validation, so that a checkpoint of that step holds the validation.
+      if not last_of_epoch and _preemption_requested(step):
+        _account(meta, pending, step, bar)
+        _stop(checkpoints, state, meta, step)
       if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
           and not last_of_epoch):
         _account(meta, pending, step, bar)
@@ -104,6 +194,8 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: train.
     ended = meta["epoch"] >= config.epochs or step >= max_steps
     if meta["batch"] == 0 and meta["epoch"] % config.eval_every_epochs and not ended:
       checkpoints.save("latest", state, meta)
+      if _preemption_requested(step):
+        _stop(checkpoints, state, meta, step)
       continue
     train_s = time.perf_counter() - epoch_start
     start = time.perf_counter()
@@ -120,25 +212,43 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: train.
       meta["bad_evals"] += 1
       meta["stopped"] = meta["bad_evals"] >= config.patience
     record["best/" + config.early_stop_metric] = meta["best_metric"]
-    if jax.process_index() == 0:
+    with disk_full_as_error(log_path):
       records.append_jsonl(log_path, record)
     logging.info("step %d epoch %d: loss %.4f %s %.5f (best %.5f at epoch %s)", step,
                  meta["epoch"], record["train/loss"], config.early_stop_metric, value,
                  meta["best_metric"], meta["best_epoch"])
     checkpoints.save("latest", state, meta)
+    if _preemption_requested(step):
+      _stop(checkpoints, state, meta, step)
     epoch_start = time.perf_counter()
   return state, meta
 
 
+def _stop(checkpoints: Checkpoints, state: train.TrainState, meta: dict, step: int) -> None:
+  """Save the state after `step` as the latest checkpoint (if not yet) and raise Preempted."""
+  checkpoints.save("latest", state, meta)
+  logging.warning("SIGTERM: saved step %d as the latest checkpoint; stopping", step)
+  raise Preempted(f"preempted (SIGTERM) at step {step}, saved as the latest checkpoint; rerun the "
+                  "same command to resume")
+
+
 def evaluate_best(workdir: str, checkpoints: Checkpoints, state: train.TrainState,
                   evaluators: list[Callable[[Any], dict]], extra: dict) -> dict:
-  """--mode=eval: the best checkpoint on each evaluator, plus `extra`, into DIR/eval.json."""
+  """--mode=eval: the best checkpoint on each evaluator, plus `extra`, into DIR/eval.json.
+
+  Writes only eval files: an evaluator's per-user file goes to eval_<its name> (the training run's
+  own stays as it was)."""
   state, meta = checkpoints.restore("best", state)
   out = {"best/step": meta["best_step"], **extra}
   for evaluate in evaluators:
+    if getattr(evaluate, "per_user_path", None):
+      folder, name = os.path.split(evaluate.per_user_path)
+      evaluate = copy.copy(evaluate)
+      evaluate.per_user_path = os.path.join(folder, "eval_" + name)
     out.update(evaluate(state.params))
-  if jax.process_index() == 0:
-    records.write_json(os.path.join(workdir, "eval.json"), out)
+  path = os.path.join(workdir, "eval.json")
+  with disk_full_as_error(path):
+    records.write_json(path, out)
   return out
 
 
@@ -158,8 +268,9 @@ def final_report(workdir: str, checkpoints: Checkpoints, state: train.TrainState
               "device": jax.devices()[0].device_kind,
               "memory/peak_rss_gb": records.peak_rss_gb()})
   checkpoints.close()
-  if jax.process_index() == 0:
-    records.write_json(os.path.join(workdir, "metrics.json"), out)
+  path = os.path.join(workdir, "metrics.json")
+  with disk_full_as_error(path):
+    records.write_json(path, out)
   return out
 
 
@@ -185,7 +296,5 @@ def _truncate_log(path: str, step: int) -> None:
         kept.append(line if line.endswith("\n") else line + "\n")
     except (json.JSONDecodeError, KeyError):
       pass
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  text = "".join(kept).encode()
+  records.write_atomic(path, lambda f: f.write(text))

@@ -8,6 +8,9 @@ Protocol (one for the whole project):
   paper) or hits@k / |T| for "size" (LightGCN weak generalization).
 - NDCG@k = DCG@k / IDCG@k with DCG@k = sum_{r<=k} rel_r / log2(r + 1) and IDCG@k the same sum over
   the first min(k, |T|) ranks (the same for both normalizations).
+- Precision@k = hits@k / k (optional, `precision=True`; the official RLAE code reports it).
+- Unbiased uRecall@k / uPrecision@k / uNDCG@k (optional, given item propensities): see
+  `recsys_core/unbiased_metrics.py`, computed over all items only, as the official code does.
 - Head/tail: the ranking stays over all items (minus fold-in); only the ground truth is restricted,
   T_head = T ∩ head, T_tail = T \\ head, and |T| above is the restricted size. A user counts in a
   group's average iff that group's T is non-empty; users with an empty T are skipped everywhere.
@@ -21,6 +24,7 @@ An id < 0 in a top-k list is an empty slot (no item), never a hit.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
@@ -30,6 +34,7 @@ import scipy.sparse as sp
 import tqdm
 
 from recsys_core import evaluation
+from recsys_core import unbiased_metrics
 from recsys_core.dataset import EvalSet
 from recsys_core.errors import DivergenceError
 
@@ -38,7 +43,15 @@ GROUPS = ("head", "tail")
 
 
 def head_item_mask(item_counts: np.ndarray, fraction: float = 0.2) -> np.ndarray:
-  """Boolean [num_items] mask of the ceil(fraction * num_items) most popular items (official RLAE code).
+  """Boolean [num_items] mask of the head items, chosen by the official RLAE/RDLAE rule.
+
+  The official code (RDLAE_SIGIR2023, strong/ and weak/ code/Procedure.py, `Test`) takes
+  `np.argsort(item_counts)[::-1][:math.ceil(num_items * 0.2)]`, where item_counts are the column
+  sums of the training matrix `UserItemNet` (train.txt: the training users only in the strong
+  protocol), a float64 array. We apply that rule as written: numpy's default (unstable) argsort of
+  the float64 counts, reversed. Among items of equal count at the boundary the choice is therefore
+  numpy's, not the lower item id (on gowalla strong 585 items share the boundary count 22, and a
+  stable sort on -counts picks 300 different head items).
 
   Args:
     item_counts: [num_items] training interaction counts (any real dtype), e.g.
@@ -46,16 +59,15 @@ def head_item_mask(item_counts: np.ndarray, fraction: float = 0.2) -> np.ndarray
     fraction: share of items that are "head" (the RLAE paper uses the top 20%).
 
   Returns:
-    [num_items] bool; among items of equal count the lower item id is taken first, so the mask is
-    deterministic.
+    [num_items] bool, True for the math.ceil(fraction * num_items) head items.
   """
   counts = np.asarray(item_counts)
   if counts.ndim != 1:
     raise ValueError(f"item_counts must be 1-D, got shape {counts.shape}")
   if not 0.0 <= fraction <= 1.0:
     raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-  num_head = int(np.ceil(fraction * counts.shape[0] - 1e-9))  # ceil, as the official RLAE code
-  order = np.argsort(-counts.astype(np.float64), kind="stable")
+  num_head = math.ceil(fraction * counts.shape[0])  # the official float product, rounded up
+  order = np.argsort(counts.astype(np.float64))[::-1]
   mask = np.zeros(counts.shape[0], dtype=bool)
   mask[order[:num_head]] = True
   return mask
@@ -110,8 +122,9 @@ def ranking_metrics(
     ks: Sequence[int],
     normalization: str = "min",
     item_mask: Optional[np.ndarray] = None,
+    precision: bool = False,
 ) -> Dict[str, np.ndarray]:
-  """Per-user Recall@k and NDCG@k from top-K lists.
+  """Per-user Recall@k and NDCG@k (and Precision@k) from top-K lists.
 
   Args:
     top_items: [b, K] int distinct item ids per user, best first, K >= max(ks); ids < 0 are empty
@@ -120,10 +133,11 @@ def ranking_metrics(
     ks: cut-offs.
     normalization: "min" (Recall / min(k, |T|)) or "size" (Recall / |T|).
     item_mask: optional [n] bool; restricts the ground truth to T ∩ item_mask (head or tail).
+    precision: also return "precision@k" = hits@k / k.
 
   Returns:
-    {"recall@k": [b] float64, "ndcg@k": [b] float64} for each k; NaN for users whose (restricted)
-    target is empty.
+    {"recall@k": [b] float64, "ndcg@k": [b] float64[, "precision@k"]} for each k; NaN for users
+    whose (restricted) target is empty.
   """
   ks = _check_ks(ks)
   _check_normalization(normalization)
@@ -142,7 +156,7 @@ def ranking_metrics(
     rows = np.repeat(np.arange(num_users), np.diff(target.indptr))
     sizes = np.bincount(rows, weights=item_mask[target.indices], minlength=num_users)
     sizes = sizes.astype(np.int64)
-  return _metrics_from_hits(hits, sizes, ks, normalization)
+  return _metrics_from_hits(hits, sizes, ks, normalization, precision)
 
 
 def grouped_ranking_metrics(
@@ -151,6 +165,7 @@ def grouped_ranking_metrics(
     ks: Sequence[int],
     normalization: str = "min",
     head_items: Optional[np.ndarray] = None,
+    precision: bool = False,
 ) -> Dict[str, np.ndarray]:
   """`ranking_metrics` over all items, plus "head_"/"tail_"-prefixed keys when head_items is given.
 
@@ -161,11 +176,12 @@ def grouped_ranking_metrics(
   Returns:
     name -> [b] float64 per-user values, NaN where a user does not count.
   """
-  out = ranking_metrics(top_items, target, ks, normalization)
+  out = ranking_metrics(top_items, target, ks, normalization, precision=precision)
   if head_items is not None:
     head_items = _check_item_mask(head_items, target.shape[1])
     for group, mask in zip(GROUPS, (head_items, ~head_items)):
-      group_metrics = ranking_metrics(top_items, target, ks, normalization, item_mask=mask)
+      group_metrics = ranking_metrics(top_items, target, ks, normalization, item_mask=mask,
+                                      precision=precision)
       out.update({f"{group}_{name}": value for name, value in group_metrics.items()})
   return out
 
@@ -195,7 +211,8 @@ def evaluate(*args, **kwargs) -> Dict[str, float]:
   `evaluate_per_user(*args, **kwargs)` (same arguments).
 
   Returns:
-    {"recall@k", "ndcg@k"[, "head_recall@k", "tail_recall@k", "head_ndcg@k", "tail_ndcg@k"]: float,
+    {"recall@k", "ndcg@k"[, "head_recall@k", "tail_recall@k", "head_ndcg@k", "tail_ndcg@k"]
+     [, "precision@k" (and head_/tail_)][, "urecall@k", "uprecision@k", "undcg@k"]: float,
      "num_users"[, "head_num_users", "tail_num_users"]: int} -- means over users with a non-empty
     (group) target; num_users counts them.
   """
@@ -210,6 +227,8 @@ def evaluate_per_user(
     *,
     normalization: str = "min",
     head_items: Optional[np.ndarray] = None,
+    precision: bool = False,
+    propensity: Optional[np.ndarray] = None,
     batch_size: int = 1000,
     progress: bool = True,
     desc: str = "eval",
@@ -234,6 +253,10 @@ def evaluate_per_user(
     ks: cut-offs, each <= n.
     normalization: Recall normalization, "min" or "size".
     head_items: optional [n] bool head mask; adds head_/tail_ metrics.
+    precision: adds "precision@k" (and head_/tail_ ones).
+    propensity: optional [n] item propensities (`unbiased_metrics.propensity`); adds "urecall@k",
+      "uprecision@k", "undcg@k", whose denominators take each user's first min(k, |T|) target
+      items in `eval_set.target_order` (ascending item id when it is None).
     batch_size: users per device call.
     progress: show a tqdm bar.
     desc: the bar's label.
@@ -263,6 +286,9 @@ def evaluate_per_user(
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if head_items is not None:
     head_items = _check_item_mask(head_items, num_items)
+  if propensity is not None:
+    inverse_propensity = 1.0 / _check_propensity(propensity, num_items)
+    ordered_targets = _target_order(eval_set, target)
   batch_size = evaluation.round_to_mesh(min(batch_size, num_users), mesh)
 
   def batches():
@@ -281,8 +307,14 @@ def evaluate_per_user(
                                                               mesh):
       if int(num_nan) > 0:
         raise DivergenceError(f"score_fn returned {int(num_nan)} NaN scores for users {start}:{stop}")
-      per_user.append(grouped_ranking_metrics(top[:stop - start], target[start:stop], ks,
-                                              normalization, head_items))
+      top, rows = top[:stop - start], target[start:stop]
+      batch = grouped_ranking_metrics(top, rows, ks, normalization, head_items, precision)
+      if propensity is not None:
+        begin, end = target.indptr[start], target.indptr[stop]
+        batch.update(unbiased_metrics.unbiased_ranking_metrics(
+            top, target_hits(top, rows), ordered_targets[begin:end],
+            target.indptr[start:stop + 1] - begin, inverse_propensity, ks))
+      per_user.append(batch)
       bar.update(stop - start)
   return {name: np.concatenate([p[name] for p in per_user]) for name in per_user[0]}
 
@@ -333,7 +365,7 @@ def _dense_rows(matrix: sp.csr_matrix, start: int, stop: int, num_rows: int) -> 
   return out
 
 
-def _metrics_from_hits(hits, sizes, ks, normalization):
+def _metrics_from_hits(hits, sizes, ks, normalization, precision=False):
   """Per-user metrics from [b, K] bool hits and [b] int (restricted) target sizes."""
   discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2, dtype=np.float64))
   num_hits = np.cumsum(hits, axis=1)
@@ -347,6 +379,8 @@ def _metrics_from_hits(hits, sizes, ks, normalization):
       out[f"recall@{k}"] = np.where(valid, num_hits[:, k - 1] / denominator, np.nan)
     for k in ks:
       out[f"ndcg@{k}"] = np.where(valid, dcg[:, k - 1] / ideal_dcg[np.minimum(sizes, k)], np.nan)
+    for k in ks if precision else ():
+      out[f"precision@{k}"] = np.where(valid, num_hits[:, k - 1] / k, np.nan)
   return out
 
 
@@ -370,6 +404,27 @@ def _check_ks(ks: Sequence[int]) -> tuple:
 def _check_normalization(normalization: str) -> None:
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
+def _check_propensity(propensity: np.ndarray, num_items: int) -> np.ndarray:
+  propensity = np.asarray(propensity, np.float64)
+  if propensity.shape != (num_items,) or not (propensity > 0).all():
+    raise ValueError(f"propensity must be positive [{num_items}], got shape {propensity.shape}")
+  return propensity
+
+
+def _target_order(eval_set: EvalSet, target: sp.csr_matrix) -> np.ndarray:
+  """[nnz] the target items row after row in the eval set's order (ascending id without one)."""
+  order = getattr(eval_set, "target_order", None)
+  if order is None:
+    return target.indices
+  order = np.asarray(order)
+  rows = np.repeat(np.arange(target.shape[0], dtype=np.int64), np.diff(target.indptr))
+  if order.shape != target.indices.shape or not np.array_equal(
+      np.sort(rows * target.shape[1] + order), rows * target.shape[1] + target.indices):
+    raise ValueError("eval_set.target_order must list each target row's items (a permutation of "
+                     "the row's indices), row after row")
+  return order
 
 
 def _check_item_mask(mask: np.ndarray, num_items: int) -> np.ndarray:

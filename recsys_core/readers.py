@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import numpy as np
 
 from recsys_core import synthetic
-from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix
+from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix, ordered_row_items
 from recsys_core.parsing import (assemble, check_ids, gc_paused, index_ids, line_error, numbers,
                                  pairs_dataset, read_lines, split_columns)
 
@@ -266,7 +266,7 @@ def _heldout(folder: str, prefix: str, num_items: int):
   """Rows of `<prefix>_in.txt` / `<prefix>.txt`, aligned line by line on the user id.
 
   Returns (raw user ids "<prefix>:<u>", EvalSet, [nnz] row of each item, [nnz] items) with a
-  user's fold-in items before its target items.
+  user's fold-in items before its target items; the EvalSet's target_order keeps the file order.
   """
   path_in, path_tg = (os.path.join(folder, f) for f in (f"{prefix}_in.txt", f"{prefix}.txt"))
   p_in, p_tg = _column_lines(path_in, num_items), _column_lines(path_tg, num_items)
@@ -280,7 +280,8 @@ def _heldout(folder: str, prefix: str, num_items: int):
   num = len(p_in.users)
   in_rows, tg_rows = np.repeat(np.arange(num), p_in.counts), np.repeat(np.arange(num), p_tg.counts)
   evalset = EvalSet(fold_in=binary_matrix(in_rows, p_in.items, num, num_items),
-                    target=binary_matrix(tg_rows, p_tg.items, num, num_items))
+                    target=binary_matrix(tg_rows, p_tg.items, num, num_items),
+                    target_order=ordered_row_items(tg_rows, p_tg.items, num_items))
   if evalset.target.nnz == 0:
     raise DataError(f"{path_tg}: empty split: no {prefix} user has a target item; give each "
                     "held-out user its items to predict")
@@ -341,10 +342,12 @@ def read_weak_folder(folder: str, name: str = "gowalla_weak") -> tuple[Dataset, 
   test_rows = np.repeat(user_codes[len(tr.users):], te.counts)
   train = binary_matrix(train_rows, item_codes[:len(tr.items)], *shape)
   target = binary_matrix(test_rows, item_codes[len(tr.items):], *shape)
+  target_order = ordered_row_items(test_rows, item_codes[len(tr.items):], shape[1])
   if target.nnz == 0:
     raise DataError(f"{os.path.join(folder, 'test.txt')}: empty split: no user has a test item")
   ds = assemble(name, user_ids, np.concatenate([train_rows, test_rows]), item_ids, item_codes)
-  return ds, Split(train=train, test=EvalSet(fold_in=train, target=target), protocol="weak")
+  return ds, Split(train=train, test=EvalSet(fold_in=train, target=target, target_order=target_order),
+                   protocol="weak")
 
 
 # --- dispatch by folder name -------------------------------------------------------------------

@@ -10,7 +10,7 @@ Planted structure (all from one seed):
     cluster of the group -> sparse cluster-to-cluster transitions that sequential models learn;
   - `noise_prob` of the interactions come from any cluster (so no user is a pure group member);
   - item text comes from per-cluster made-up vocabularies -> text embeddings carry the clusters.
-Measured with the defaults (seeds 0-3): EASE (lambda=50) on a strong split reaches about 3x the
+With the defaults (seeds 0-3): EASE (lambda=50) on a strong split reaches about 3x the
 Recall@20 of popularity; the most frequent next cluster of a cluster takes ~58% of transitions
 (~29% once each user's order is shuffled); the top 10% of items hold ~1/3 of the interactions.
 """
@@ -87,7 +87,7 @@ def make_synthetic(num_users: int = 2000, num_items: int = 1000, num_clusters: i
                    successors: int = 2, follow_prob: float = 0.9, noise_prob: float = 0.05,
                    item_zipf: float = 0.8, cluster_zipf: float = 0.3,
                    words_per_cluster: int = 12, min_length: int = 5) -> Dataset:
-  """Deterministic synthetic Dataset named "synthetic" (about 0.15 s at the defaults).
+  """Deterministic synthetic Dataset named "synthetic" (cheap enough for every test to build).
 
   Args:
     num_users, num_items, num_clusters: sizes; every cluster gets num_items // num_clusters items

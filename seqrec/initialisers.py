@@ -1,7 +1,8 @@
 """Item-table initialisers of SASRec from LLM item embeddings: ACE and the baselines of its paper.
 
-Every kind goes through the same SASRec (`seqrec/sasrec.py`) and the same train step; the item
-table that embeds the inputs is the table that scores the outputs. config.init.kind selects:
+Every kind goes through the same backbone (SASRec `seqrec/sasrec.py`, or GRU4Rec / BERT4Rec by
+config.backbone, `seqrec/backbones.py`) and the same train step; the item table that embeds the
+inputs is the table that scores the outputs. config.init.kind selects:
 
   id              RecBole's random table N(0, 0.02) (or config.item_init): the ID-only SASRec.
   raw             trainable table = the LLM embeddings truncated to `hidden` dims: E V_k, E projected
@@ -17,9 +18,11 @@ table that embeds the inputs is the table that scores the outputs. config.init.k
                   Linear(D, D/2) -> Linear(D/2, h) (LLMEmb's recommendation-adaptation stage).
   alphafuse       frozen standardised semantic coordinates (centred PCA, unit variance) + trainable
                   ID embeddings on the last init.null_dim columns (AlphaFuse).
+  alpharec        frozen raw E -> trainable Linear(d, d/2) -> LeakyReLU -> Linear(d/2, h) (AlphaRec
+                  as the ACE authors run it as a baseline).
 raw, llm2x and ace tables are rescaled to the global std init.scale (ACE official 0.1) when > 0.
 
-Facts from the official code (read through search; ours is written from them):
+Facts from the official code (ours is written from them):
 - WhitenRec / WhitenRec+ (DWSRec, lzz0007/DWSRec, same authors): whitening centres the embeddings,
   cov = X^T X / N, W = U S^-1/2 U^T (ZCA, "svd" engine); group whitening splits the d columns into G
   contiguous groups and whitens each (README example G=4); the projection is RecBole's
@@ -40,6 +43,16 @@ Facts from the official code (read through search; ours is written from them):
   (a RecBole port of the same table, beside their ACE item embedding) draws the ID embeddings from
   U[0, 1) instead (init_type="uniform", ID_dim = hidden / 2): configs/ace.py follows them.
 - LLM2X: PCA of the LLM embeddings to the hidden size initialises a trainable table.
+- AlphaRec (the ACE authors' baseline, DCheol/ACE recbole/model/sequential_recommender/
+  alpharec_{sasrec,gru4rec,bert4rec}.py, AlphaRec_Item_Embedding): the raw LLM embeddings (the
+  extractor's L2-normalised output; no centring, no PCA) in a frozen nn.Embedding with a zero
+  padding row (BERT4Rec: a zero mask row too), through nn.Sequential(Linear(d, int(d / 2)),
+  LeakyReLU() (slope 0.01), Linear(int(d / 2), hidden)) for every row, padding and mask included.
+  The adapter's init is the backbone's _init_weights, applied after it is built: SASRec and
+  BERT4Rec N(0, initializer_range 0.02) weights and zero biases; GRU4Rec xavier_normal_ weights and
+  torch's default biases U(+-1/sqrt(fan_in)).
+Tables have the backbone's rows (`seqrec.backbones.table_rows`): BERT4Rec's extra last row is its
+mask token, zero in every frozen input (as in the ACE authors' BERT4Rec variants).
 The frozen parts are parameters named "frozen_*" (zero updates through `is_frozen`, no gradient
 through `FrozenInputTable.frozen_input`), so a checkpoint holds them: a LLMEmb run stores its
 [items, 1536] base with every checkpoint.
@@ -60,11 +73,12 @@ import numpy as np
 from recsys_core import dropout
 from recsys_core.dataset import Dataset
 from lae_jax import ace
-from seqrec import sasrec
+from seqrec import backbones
 from recsys_core.errors import ConfigError
 from recsys_core.precision import HIGHEST
 
-KINDS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "ace")
+KINDS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "alpharec",
+         "ace")
 
 
 @dataclasses.dataclass
@@ -197,6 +211,32 @@ class AlphaFuseTable(FrozenInputTable):
     return semantic.at[:, semantic_dims - self.null_dim:].add(ids)
 
 
+class AlphaRecTable(FrozenInputTable):
+  """adapter(frozen raw E): Linear(d, d // 2) -> LeakyReLU(0.01) -> Linear(d // 2, hidden).
+
+  scheme: the adapter's init, "normal" (N(0, 0.02) kernels, zero biases: SASRec's / BERT4Rec's
+  _init_weights) or "xavier" (`xavier_normal` kernels, `torch_default_bias`: GRU4Rec's).
+  """
+  rows: int
+  dims: int
+  hidden: int
+  scheme: str = "normal"
+
+  @nn.compact
+  def __call__(self, deterministic: bool = True) -> jax.Array:
+    del deterministic  # no dropout in AlphaRec's adapter
+    raw = self.frozen_input("frozen_raw", (self.rows, self.dims))
+    h = nn.leaky_relu(self.dense(self.dims // 2, "adapter_0")(raw), negative_slope=0.01)
+    return self.dense(self.hidden, "adapter_1")(h)
+
+  def dense(self, features: int, name: str) -> nn.Dense:
+    if self.scheme == "xavier":
+      fan_in = self.dims if name == "adapter_0" else self.dims // 2
+      return nn.Dense(features, kernel_init=xavier_normal, bias_init=torch_default_bias(fan_in),
+                      name=name)
+    return nn.Dense(features, kernel_init=nn.initializers.normal(0.02), name=name)
+
+
 def is_frozen(path: tuple) -> bool:
   """Key-path predicate of the frozen initialiser parameters (for recsys_core.train.masked_optimizer)."""
   return bool(path) and str(path[-1]).startswith("frozen_")
@@ -250,9 +290,12 @@ def raw_truncation(x: np.ndarray, k: int, method: str) -> np.ndarray:
   raise ConfigError(f"config.init.raw_method={method!r}: use 'svd' or 'first'")
 
 
-def with_padding_row(x: np.ndarray) -> np.ndarray:
-  """[n + 1, d] float32: a zero row 0 (SASRec's padding id) above `x`."""
-  return np.concatenate([np.zeros((1, x.shape[1]), np.float32), x.astype(np.float32)])
+def with_padding_row(x: np.ndarray, rows: Optional[int] = None) -> np.ndarray:
+  """[rows, d] float32 (default n + 1): a zero row 0 (the padding id) above `x`, and zero rows
+  below it up to `rows` (BERT4Rec's mask row)."""
+  rows = len(x) + 1 if rows is None else rows
+  return np.concatenate([np.zeros((1, x.shape[1]), np.float32), x.astype(np.float32),
+                         np.zeros((rows - len(x) - 1, x.shape[1]), np.float32)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +361,7 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
                      f"init.kind={c.kind!r} leave it empty")
   x = llm_embeddings(config, ds)
   n, d = x.shape
-  rows = n + 1
+  rows = backbones.table_rows(config, n)
   if c.kind in ("raw", "llm2x", "ace", "alphafuse") and hidden > min(n, d):
     raise ConfigError(f"init.kind={c.kind!r} keeps hidden={hidden} directions of [{n}, {d}] "
                      f"embeddings: needs hidden <= min(items, dims) (config.model.hidden)")
@@ -332,14 +375,21 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
     return ItemInit(item_table=np.asarray(table, np.float32))
   if c.kind in ("whitenrec", "whitenrec_plus"):
     plus = c.kind == "whitenrec_plus"
-    frozen = {"frozen_full": with_padding_row(zca_whiten(x, 1, c.whiten_eps))}
+    frozen = {"frozen_full": with_padding_row(zca_whiten(x, 1, c.whiten_eps), rows)}
     if plus:
-      frozen["frozen_group"] = with_padding_row(zca_whiten(x, c.whiten_groups, c.whiten_eps))
+      frozen["frozen_group"] = with_padding_row(zca_whiten(x, c.whiten_groups, c.whiten_eps), rows)
     return ItemInit(module=WhitenRecTable(rows, d, hidden, c.mlp_dropout, plus), frozen=frozen)
   if c.kind == "llmemb":
     dims = min(c.pca_dim, d, n - 1)
     return ItemInit(module=LLMEmbTable(rows, dims, hidden),
-                    frozen={"frozen_base": with_padding_row(pca(x, dims))})
+                    frozen={"frozen_base": with_padding_row(pca(x, dims), rows)})
+  if c.kind == "alpharec":
+    if d < 2:
+      raise ConfigError(f"init.kind='alpharec' halves the {d} embedding dims: needs d >= 2 "
+                        "(config.init.embeddings)")
+    scheme = "xavier" if backbones.name(config) == "gru4rec" else "normal"
+    return ItemInit(module=AlphaRecTable(rows, d, hidden, scheme),
+                    frozen={"frozen_raw": with_padding_row(x, rows)})
   null_dim = c.null_dim or hidden // 2  # alphafuse
   if not 0 < null_dim <= hidden:
     raise ConfigError(f"config.init.null_dim={c.null_dim} must lie in 1..hidden={hidden}")
@@ -347,14 +397,14 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
     raise ConfigError(f"config.init.id_init={c.id_init!r}: use 'normal' or 'uniform'")
   semantic = pca(x, hidden - null_dim if c.cover else hidden, standardise=True)
   return ItemInit(module=AlphaFuseTable(rows, hidden, null_dim, c.cover, c.id_init, c.id_init_std),
-                  frozen={"frozen_semantic": with_padding_row(semantic)})
+                  frozen={"frozen_semantic": with_padding_row(semantic, rows)})
 
 
-def init_params(model: sasrec.SASRec, seed: int, init: Optional[ItemInit]) -> Any:
-  """SASRec parameters with the initialiser's table (or frozen parts) in place."""
+def init_params(model: nn.Module, seed: int, init: Optional[ItemInit]) -> Any:
+  """The backbone's parameters with the initialiser's table (or frozen parts) in place."""
   if init is None or init.module is None:
-    return sasrec.init_params(model, seed, None if init is None else init.item_table)
-  params = sasrec.init_params(model, seed)
+    return backbones.init_params(model, seed, None if init is None else init.item_table)
+  params = backbones.init_params(model, seed)
   params = jax.tree.map(lambda x: x, params)  # a copy we may edit
   for name, value in init.frozen.items():
     expected = params["item_table"][name].shape
@@ -364,7 +414,8 @@ def init_params(model: sasrec.SASRec, seed: int, init: Optional[ItemInit]) -> An
   return params
 
 
-def initial_table(model: sasrec.SASRec, params: Any) -> np.ndarray:
-  """[num_items, hidden] float32 item table the model starts from (padding row dropped)."""
-  table = model.apply({"params": params}, method=sasrec.SASRec.table)
-  return np.asarray(table, np.float32)[1:]
+def initial_table(model: nn.Module, params: Any) -> np.ndarray:
+  """[num_items, hidden] float32 item table the model starts from (padding and mask rows
+  dropped)."""
+  table = model.apply({"params": params}, method=type(model).table)
+  return np.asarray(table, np.float32)[1:model.num_items + 1]

@@ -1,11 +1,13 @@
-"""Train (mode 'train') or evaluate the best checkpoint (mode 'eval') of SASRec under leave-one-out.
+"""Train (mode 'train') or evaluate the best checkpoint (mode 'eval') of a sequential backbone
+(config.backbone: SASRec, GRU4Rec or BERT4Rec, seqrec/backbones.py) under leave-one-out.
 
 Writes into the workdir:
   metrics.jsonl   one line per validation ("step", "epoch", "train/loss", "valid/ndcg@10", ...)
   checkpoints/    orbax: latest/ and best/ (see recsys_core/checkpoint.py)
   metrics.json    final: "test/recall@10", "test/ndcg@20", ... of the best checkpoint, its
                   "valid/..." metrics, "best/epoch", "time/..." and the data sizes
-  eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed
+  eval.json       (mode 'eval') the metrics of the best checkpoint, recomputed, and its per-user
+                  test metrics in eval_test_per_user.npz
   test_per_user.npz  the best checkpoint's per-user test metrics ("recall@10": [num_users], ...;
                   NaN for users without a test item), for paired comparisons between runs
 """
@@ -31,21 +33,17 @@ from recsys_core import splits
 from recsys_core import train
 from recsys_core.checkpoint import Checkpoints
 from recsys_core.dataset import Dataset, EvalSet
+from seqrec import backbones
 from seqrec import data as data_lib
 from seqrec import initialisers
 from seqrec import sasrec
 from recsys_core.errors import ConfigError, DataError
 
 
-def build_model(config: ml_collections.ConfigDict, num_items: int,
-                item_table_module=None) -> sasrec.SASRec:
-  """item_table_module: an initialiser's table module (`initialisers.ItemInit.module`) or None."""
-  m = config.model
-  return sasrec.SASRec(num_items=num_items, max_len=config.max_len, hidden=m.hidden, inner=m.inner,
-                       num_layers=m.num_layers, num_heads=m.num_heads, dropout=m.dropout,
-                       attention_dropout=m.attention_dropout, layer_norm_eps=m.layer_norm_eps,
-                       init_std=m.init_std, score_temperature=m.score_temperature,
-                       item_table=item_table_module)
+def build_model(config: ml_collections.ConfigDict, num_items: int, item_table_module=None):
+  """The config.backbone model; item_table_module: an initialiser's table module
+  (`initialisers.ItemInit.module`) or None."""
+  return backbones.build_model(config, num_items, item_table_module)
 
 
 def build_optimizer(config: ml_collections.ConfigDict,
@@ -80,11 +78,11 @@ def eval_sets(ds: Dataset, mask_history: bool) -> dict[str, EvalSet]:
   return out
 
 
-def make_score_fn(model: sasrec.SASRec):
+def make_score_fn(model):
   """(params, fold_in, item_seq [b, max_len]) -> [b, num_items] scores of the real items (the
   padding column 0 is dropped, so it is never ranked)."""
   def score_fn(params, unused_fold_in, item_seq):
-    return model.apply({"params": params}, item_seq, method=sasrec.SASRec.scores)[:, 1:]
+    return model.apply({"params": params}, item_seq, method=type(model).scores)[:, 1:]
   return score_fn
 
 
@@ -128,7 +126,7 @@ class Evaluator(evaluation.PerUserEvaluator):
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   if mode not in ("train", "eval"):
-    raise ConfigError(f"mode={mode!r}: SASRec supports --mode=train and --mode=eval")
+    raise ConfigError(f"mode={mode!r}: seqrec runs support --mode=train and --mode=eval")
   start = time.perf_counter()
   ds = readers.load_dataset(config.dataset, config.data_dir)
   sets = eval_sets(ds, config.mask_history)
@@ -136,7 +134,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   model = build_model(config, ds.num_items, init and init.module)
   optimizer = build_optimizer(config, bool(init and init.frozen))
   mesh = train.make_mesh(jax.devices()[:config.num_devices] if config.num_devices else None)
-  params = (sasrec.init_params(model, config.seed, item_table(config)) if init is None
+  params = (backbones.init_params(model, config.seed, item_table(config)) if init is None
             else initialisers.init_params(model, config.seed, init))
   state = train.replicate(train.create_state(params, optimizer, config.seed), mesh)
   checkpoints = Checkpoints(workdir)
@@ -149,15 +147,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   if mode == "eval":
     return loop.evaluate_best(workdir, checkpoints, state, [valid, test], {})
 
-  examples = data_lib.train_examples(ds, config.max_len)
-  batches = data_lib.Batches(examples, config.batch_size, config.seed, config.pack_multiple)
+  batches = backbones.train_batches(config, ds)
+  examples = batches.examples
   rows = batches.rows_per_batch()
   logging.info("%s: %d users, %d items, %d training examples, %d batches/epoch on %d devices; "
                "%.1f rows of %d positions per batch (%d shapes)", ds.name, ds.num_users,
                ds.num_items, len(examples), batches.num_batches, mesh.size, rows.mean(),
                config.max_len, len(set(rows)))
   step_fn = train.make_train_step(
-      lambda p, b, rng: sasrec.ce_loss(model, p, b, rng), optimizer, mesh)
+      backbones.loss_fn(model), optimizer, mesh)
   start = time.perf_counter()
   state, meta = loop.train_loop(config, workdir, state=state, step_fn=step_fn, batches=batches,
                                 mesh=mesh, validate=valid, checkpoints=checkpoints)

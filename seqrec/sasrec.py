@@ -239,7 +239,7 @@ def init_params(model: SASRec, seed: int, item_table: Optional[np.ndarray] = Non
       (row i + 1 = item i); the padding row keeps its random initialisation.
   """
   dummy = jnp.zeros((1, model.max_len), jnp.int32)
-  params = jax.jit(model.init)(jax.random.PRNGKey(seed), dummy)["params"]  # jit: 10x faster
+  params = jax.jit(model.init)(jax.random.PRNGKey(seed), dummy)["params"]  # jit: not op by op
   if item_table is not None:
     table = params["item_embedding"]["embedding"]
     item_table = np.asarray(item_table, np.float32)

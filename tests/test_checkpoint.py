@@ -1,5 +1,8 @@
-"""recsys_core/checkpoint.py: kill -9 and resume == uninterrupted; mismatched checkpoints are refused."""
+"""recsys_core/checkpoint.py: kill -9 and resume == uninterrupted; mismatched checkpoints are refused;
+damaged ones are skipped for the previous one; a full disk leaves the previous ones intact; reading
+writes nothing."""
 
+import errno
 import json
 import os
 import signal
@@ -15,7 +18,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from recsys_core import train
-from recsys_core.checkpoint import CheckpointMismatchError, Checkpoints
+from recsys_core.checkpoint import CheckpointMismatchError, Checkpoints, UnreadableCheckpointError
+from recsys_core.errors import RecsysError
+from recsys_core.workdir import DiskFullError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny and fast: 34 batches of 1024 per epoch; the validation at step 34 and the stop at step 60
@@ -109,3 +114,80 @@ def test_mismatched_checkpoint_is_refused_naming_the_key(tmp_path):
     checkpoints.restore("best", train.create_state(params, optax.sgd(1e-3), 0))
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     checkpoints.restore("latest", target)
+
+
+def _state(step, mesh):
+  """A small TrainState at `step` whose parameters say which step it is."""
+  params = {"dense": {"kernel": jnp.full((3,), float(step))}}
+  state = train.create_state(params, optax.sgd(1e-3), 0).replace(step=jnp.asarray(step, jnp.int32))
+  return train.replicate(state, mesh)
+
+
+def _damage(workdir, kind, step, name="state/_sharding"):
+  with open(os.path.join(workdir, "checkpoints", kind, str(step), name), "r+") as f:
+    f.truncate(5)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+  mesh = train.make_mesh()
+  checkpoints = Checkpoints(str(tmp_path))
+  for step in (10, 20, 30):
+    checkpoints.save("latest", _state(step, mesh), {"at": step})
+  assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints" / "latest")) == [20, 30]
+  _damage(tmp_path, "latest", 30)
+  checkpoints = Checkpoints(str(tmp_path))
+  state, meta = checkpoints.restore("latest", _state(0, mesh))
+  assert meta == {"at": 20} and int(state.step) == 20
+  assert float(state.params["dense"]["kernel"][0]) == 20.0
+  assert "latest/30 does not restore" in caplog.text and "_sharding" in caplog.text
+
+  # The resumed run reaches step 30 again: its save replaces the damaged checkpoint.
+  checkpoints.save("latest", _state(30, mesh), {"at": 30})
+  state, meta = Checkpoints(str(tmp_path)).restore("latest", _state(0, mesh))
+  assert meta == {"at": 30} and int(state.step) == 30
+
+  _damage(tmp_path, "latest", 20)
+  _damage(tmp_path, "latest", 30, "meta/metadata")
+  with pytest.raises(UnreadableCheckpointError) as error:
+    Checkpoints(str(tmp_path)).restore("latest", _state(0, mesh))
+  message = str(error.value)
+  assert "\n" not in message and "step 30" in message and "step 20" in message
+  assert f"delete {tmp_path / 'checkpoints'}" in message and "new --workdir" in message
+
+
+def test_a_damaged_best_checkpoint_is_one_line(tmp_path):
+  mesh = train.make_mesh()
+  Checkpoints(str(tmp_path)).save("best", _state(7, mesh), {"at": 7})
+  _damage(tmp_path, "best", 7)
+  with pytest.raises(RecsysError, match=r"best: no checkpoint restores \(step 7: .*_sharding"):
+    Checkpoints(str(tmp_path)).restore("best", _state(0, mesh))
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+  mesh = train.make_mesh()
+  checkpoints = Checkpoints(str(tmp_path))
+  checkpoints.save("latest", _state(10, mesh), {"at": 10})
+
+  async def no_space(self, directory, *args, **kwargs):
+    # Before any array write starts: one still in flight would race the retry below, which real
+    # runs make from a new process.
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / "_METADATA"))
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", no_space)
+  with pytest.raises(DiskFullError, match=r"^no space left on device while writing \S+/latest/"
+                     r"20\S*/_METADATA; free space and rerun the same command to resume$"):
+    checkpoints.save("latest", _state(20, mesh), {"at": 20})
+  monkeypatch.undo()
+  state, meta = Checkpoints(str(tmp_path)).restore("latest", _state(0, mesh))
+  assert meta == {"at": 10} and int(state.step) == 10
+  checkpoints = Checkpoints(str(tmp_path))  # space again: the same step saves
+  checkpoints.save("latest", _state(20, mesh), {"at": 20})
+  assert checkpoints.step("latest") == 20
+
+
+def test_reading_writes_nothing(tmp_path):
+  checkpoints = Checkpoints(str(tmp_path / "run"))
+  assert checkpoints.step("latest") is None and checkpoints.step("best") is None
+  with pytest.raises(FileNotFoundError, match="no checkpoint; train first"):
+    checkpoints.restore("best", _state(0, train.make_mesh()))
+  checkpoints.close()
+  assert not (tmp_path / "run").exists()

@@ -20,7 +20,9 @@ def test_default_synthetic_run_writes_metrics(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   metrics = json.load(open(tmp_path / "metrics.json"))
   for key in ("test/recall@20", "test/recall@50", "test/ndcg@20", "test/ndcg@100", "test/head_recall@20",
-              "test/tail_recall@20", "valid/ndcg@100", "time/solve_s"):
+              "test/tail_recall@20", "valid/ndcg@100", "time/solve_s", "test/precision@20",
+              "test/urecall@20", "test/undcg@20", "test/uprecision@20", "test/urecall@10",
+              "test/head_precision@100"):
     assert np.isfinite(metrics[key]), key
   assert metrics["test/recall@20"] > 0.2
   config = json.load(open(tmp_path / "config.json"))

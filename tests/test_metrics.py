@@ -146,11 +146,43 @@ def test_paired_difference_hand_case():
     metrics.paired_difference(a, b[:4])
 
 
-def test_head_item_mask_ties_by_item_id():
-  counts = np.array([2, 3, 3, 1, 3])
-  assert metrics.head_item_mask(counts, 0.4).tolist() == [False, True, True, False, False]
-  assert metrics.head_item_mask(counts, 0.2).tolist() == [False, True, False, False, False]
+def _official_head_tail(user_item_net: sp.csr_matrix):
+  """Transcription of the official RDLAE code's split (strong/code/Procedure.py, `Test`)."""
+  item_counts = np.array(user_item_net.sum(axis=0)).squeeze()
+  sorted_by_item_counts = np.argsort(item_counts)[::-1]
+  divide_idx = math.ceil(user_item_net.shape[1] * 0.2)
+  return sorted_by_item_counts[:divide_idx], sorted_by_item_counts[divide_idx:]
+
+
+def _official_train_matrix(rows, cols, shape):
+  """The official `UserItemNet`: float64 ones at (user, item) of train.txt."""
+  return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+
+
+def test_head_item_mask_follows_official_rule_among_ties():
+  # 10 items, counts [1, 3, 3, 0, 3, 2, 3, 1, 0, 2]: ceil(.2 * 10) = 2 head items among the four
+  # items of count 3 (1, 2, 4, 6).
+  per_item = [1, 3, 3, 0, 3, 2, 3, 1, 0, 2]
+  cols = np.repeat(np.arange(10), per_item)
+  rows = np.concatenate([np.arange(c) for c in per_item])
+  train = _official_train_matrix(rows, cols, (3, 10))
+  head, tail = _official_head_tail(train)
+  mask = metrics.head_item_mask(np.asarray(train.sum(0)).ravel().astype(np.int64), 0.2)
+  assert sorted(np.flatnonzero(mask)) == sorted(head)
+  assert sorted(np.flatnonzero(~mask)) == sorted(tail)
+  stable = np.argsort(-np.asarray(per_item), kind="stable")[:2]   # the lower ids first: {1, 2}
+  assert set(np.flatnonzero(mask)) != set(stable)
   assert metrics.head_item_mask(np.arange(10), 0.2).tolist() == [False] * 8 + [True] * 2
+  assert metrics.head_item_mask(np.full(16, 2), 0.2).sum() == 4   # ceil(3.2)
+
+
+def test_head_item_mask_equals_official_on_larger_ties():
+  rng = np.random.default_rng(0)
+  rows, cols = rng.integers(0, 40, 600), rng.integers(0, 300, 600)
+  train = _official_train_matrix(rows, cols, (40, 300))   # duplicates sum, as in the official code
+  head, _ = _official_head_tail(train)
+  mask = metrics.head_item_mask(np.asarray(train.sum(0)).ravel(), 0.2)
+  assert sorted(np.flatnonzero(mask)) == sorted(head)
 
 
 def test_masked_top_k_ties_prefer_lower_id():
