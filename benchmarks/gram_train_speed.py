@@ -7,13 +7,15 @@ the SAME batches of a preset, in one run.
 
 The batches are the first `--steps` of the preset's epoch 0 (`gram_jax.batching.PromptBatches`
 with its prompt buckets; `--group_prefixes` / `--prompt_buckets` override the preset's), with the
-preset's model, dropout and optimizer through the shared step (recsys_core/train.py). The prompts
-use the authors' lexical IDs of the dataset (ours need item embeddings first; the cost depends on
-the prompt shapes only, and on the vocabulary: theirs adds its ID words to our 8k pieces) and a
-SentencePiece tokenizer trained on the item text (cached in `--workdir`). Each path compiles every
-shape it meets before it is timed; then `--repeats` alternating passes over the batches (plain,
-distinct, plain, ...) from the same initial state, the fastest pass of each counted: examples/s =
-real (weight-1) examples / seconds. Building the host batches is not timed (reported apart).
+preset's model, dropout and optimizer through the shared step (recsys_core/train.py). The lexical
+IDs are ours built from bag-of-words item embeddings (`--ids=bow`: the preset's tokenizer, its 8k
+vocabulary and ID depth, without extracting MiniLM embeddings; the step's cost depends on shapes
+only) or the authors' (`--ids=authors`: their ID words extend the vocabulary to ~15k); tokenizer
+and IDs are built in `--workdir` (reused when it holds them). Each path compiles every shape it
+meets before it is timed; then `--repeats` alternating passes over the batches (plain, distinct,
+plain, ...) from the same initial state, the fastest pass of each counted: examples/s = real
+(weight-1) examples / wall seconds; the process CPU seconds are printed too (steadier than wall
+time when other jobs share the cores). Building the host batches is not timed (reported apart).
 Exactness: each batch's loss at the initial parameters with dropout off, both paths.
 The LAST line printed is one JSON object:
   {"plain_examples_per_s", "distinct_examples_per_s", "max_abs_loss_diff"}.
@@ -49,14 +51,19 @@ _GROUP = flags.DEFINE_bool("group_prefixes", None, "batches of consecutive prefi
                            "(default: the preset's config.group_prefixes)")
 _BUCKETS = flags.DEFINE_list("prompt_buckets", None, "fine-prompt buckets (default: the preset's; "
                              "empty: one bucket)")
-_WORKDIR = flags.DEFINE_string("workdir", "", "where the tokenizer is trained and kept (default: "
-                               "a temporary folder)")
+_IDS = flags.DEFINE_enum("ids", "bow", ["bow", "authors"], "lexical IDs: ours from bag-of-words "
+                        "embeddings, or the authors' released ones")
+_WORKDIR = flags.DEFINE_string("workdir", "", "where the tokenizer and IDs are built and kept "
+                               "(default: a temporary folder)")
 
 
 def preset_config():
   config = gram_configs.get_config(_PRESET.value)
   config.data_dir = _DATA_DIR.value
-  config.ids.source = "authors"
+  if _IDS.value == "authors":
+    config.ids.source = "authors"
+  else:
+    config.ids.embeddings = "bow"
   config.progress = False
   if _GROUP.value is not None:
     config.group_prefixes = _GROUP.value
@@ -93,12 +100,12 @@ def shape_key(batch: dict) -> tuple:
 
 
 def timed_pass(step, state, batches) -> tuple:
-  """(seconds, final state) of one pass of the train step over device batches."""
-  start = time.perf_counter()
+  """(wall seconds, process CPU seconds) of one pass of the train step over device batches."""
+  start, cpu = time.perf_counter(), time.process_time()
   for batch in batches:
     state, metrics = step(state, batch)
   jax.block_until_ready((state, metrics))
-  return time.perf_counter() - start, state
+  return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main(_):
@@ -144,18 +151,21 @@ def main(_):
       f"{k} {s:.0f} / {n}" for k, (s, n) in compile_s.items()), flush=True)
 
   best = {"plain": np.inf, "distinct": np.inf}
+  best_cpu = dict(best)
   for r in range(_REPEATS.value):
     for name, batches in device.items():
-      seconds, _ = timed_pass(step, fresh(), batches)
-      best[name] = min(best[name], seconds)
-      print(f"pass {r}: {name} {seconds:.1f} s, {real / seconds:.1f} examples/s", flush=True)
+      seconds, cpu = timed_pass(step, fresh(), batches)
+      best[name], best_cpu[name] = min(best[name], seconds), min(best_cpu[name], cpu)
+      print(f"pass {r}: {name} {seconds:.1f} s ({cpu:.1f} CPU s), {real / seconds:.1f} examples/s",
+            flush=True)
 
   loss_fn = jax.jit(functools.partial(loss.seq2seq_loss, deterministic))
   key = jax.random.PRNGKey(0)
   diffs = [abs(float(loss_fn(params, a, key)[0]) - float(loss_fn(params, b, key)[0]))
            for a, b in zip(plain, distinct)]
   plain_rate, distinct_rate = real / best["plain"], real / best["distinct"]
-  print(f"distinct / plain: {distinct_rate / plain_rate:.2f}x; load average "
+  print(f"distinct / plain: {distinct_rate / plain_rate:.2f}x wall, "
+        f"{best_cpu['plain'] / best_cpu['distinct']:.2f}x CPU time; load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
   print(json.dumps({"plain_examples_per_s": round(plain_rate, 2),
                     "distinct_examples_per_s": round(distinct_rate, 2),

@@ -75,12 +75,12 @@ def model_inputs(examples: GramExamples, index: np.ndarray, num_prompts: int) ->
 
 
 def unique_size(count: int, cap: int) -> int:
-  """Rows for `count` distinct prompts: the smallest of 1, 2, 3, 4, 6, 8, 12, 16, ... (2^k and
-  3 * 2^k) that holds them, at most `cap` (>= count): few shapes, at most a third of padding."""
-  size = 1
-  while size < count:
-    size = 2 if size == 1 else size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
-  return max(1, min(size, cap))
+  """Rows for `count` distinct prompts, at most `cap` (>= count): count rounded up to a multiple of
+  2^(floor(log2 count) - 3), i.e. 8 sizes per octave and at most 1/8 of the rows padding (grouped
+  batches of 64 hold 64-70 distinct item prompts: a coarser 1, 2, 3, 4, 6, 8, ... padded them by a
+  third)."""
+  step = 1 << max(0, int(count).bit_length() - 4)
+  return max(1, min(-(-count // step) * step, cap))
 
 
 def distinct_inputs(examples: GramExamples, index: np.ndarray, num_prompts: int,

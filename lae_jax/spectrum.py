@@ -3,8 +3,7 @@
 With G = X^T X = V diagMat(s) V^T (s descending: v_1 is the first principal direction of the items),
 the gain of B along v_k is v_k^T B v_k. For LAE, B = (G + lambda I)^-1 G = V diagMat(s / (s + lambda)) V^T,
 so the gain is s_k / (s_k + lambda): a smooth low-pass filter. A diagonal constraint (EASE, RLAE) or a
-dropout regulariser (DLAE) reshapes it; the RLAE paper argues that the zero-diagonal constraint
-suppresses the leading (popularity) directions, hurting the tail, and that relaxing it restores them.
+dropout regulariser (DLAE) reshapes it; benchmarks/lae_spectrum.py measures how.
 A direction is "head" or "tail" by where its mass lies: the share of ||v_k||^2 on the head items.
 """
 

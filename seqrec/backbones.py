@@ -12,6 +12,7 @@ Each model exposes the same interface to the runner, the initialisers and the ch
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -66,7 +67,7 @@ def init_params(model: nn.Module, seed: int, item_table: Optional[np.ndarray] = 
   if isinstance(model, sasrec.SASRec):
     return sasrec.init_params(model, seed, item_table)
   dummy = np.zeros((1, model.max_len), np.int32)
-  params = jax.jit(model.init)(jax.random.PRNGKey(seed), dummy)["params"]
+  params = _jitted_init(model)(jax.random.PRNGKey(seed), dummy)["params"]
   if item_table is None:
     return params
   item_table = np.asarray(item_table, np.float32)
@@ -77,6 +78,12 @@ def init_params(model: nn.Module, seed: int, item_table: Optional[np.ndarray] = 
   table = params["item_embedding"]["embedding"]
   params["item_embedding"]["embedding"] = table.at[1:model.num_items + 1].set(item_table)
   return params
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model: nn.Module) -> Callable:
+  """jax.jit(model.init), one per model (modules hash by their fields): compiled once."""
+  return jax.jit(model.init)
 
 
 def loss_fn(model: nn.Module) -> Callable:

@@ -3,6 +3,11 @@ grouping (gram_jax/batching.py) and the bfloat16 option: the distinct path gives
 loss, gradients and beam-search results (dropout off)."""
 
 import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -24,19 +29,26 @@ from recsys_core.synthetic import make_synthetic
 NUM_FINE, BATCH = 4, 8
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_setup(folder: str) -> tuple:
   """(training examples, eval examples, tokenizer, lexical ids) of a small synthetic dataset whose
   users have long histories (many shared prompts between consecutive prefixes)."""
   ds = make_synthetic(num_users=30, num_items=80, num_clusters=3, mean_length=9)
   texts = item_texts(ds, lowercase=True)
-  path = str(tmp_path_factory.mktemp("tok") / "sp.model")
+  path = os.path.join(folder, "sp.model")
   tok = train_sentencepiece(prompts.tokenizer_corpus(texts), path, 150)
   ids = [("▁item", str(i % 9), str(i // 9)) for i in range(ds.num_items)]
   tok = tok.with_words(w for i in ids for w in i)
   tables = data.build_tables(ids, texts, tok, prompt_len=12)
   return (data.train_examples(ds, tables, max_his=6), data.eval_examples(ds, tables, "test", 6),
           tok, ids)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  return build_setup(str(tmp_path_factory.mktemp("tok")))
 
 
 def tiny_model(vocab_size: int, **overrides) -> t5.T5:
@@ -78,8 +90,8 @@ def test_distinct_inputs_hold_each_prompt_once_and_rebuild_the_batch(setup):
         for key in ("user_prompts", "prompt_index", "labels"):
           np.testing.assert_array_equal(half[key], distinct[key][BATCH // 2:])
         np.testing.assert_array_equal(half["item_prompts"], items[1:])
-  assert [batching.unique_size(c, 100) for c in (0, 1, 2, 3, 5, 7, 13, 17, 90)] == [
-      1, 1, 2, 3, 6, 8, 16, 24, 96]
+  assert [batching.unique_size(c, 100) for c in (0, 1, 7, 8, 9, 15, 16, 17, 65, 90)] == [
+      1, 1, 7, 8, 9, 15, 16, 18, 72, 96]
   assert batching.unique_size(90, 80) == 80
 
 
@@ -184,6 +196,50 @@ def test_bfloat16_products_keep_float32_parameters_and_loss(setup):
   assert t5.init_cache(bf16.config, 2, 3)["k"].dtype == jnp.bfloat16
   with pytest.raises(ConfigError, match="dtype='float16'"):
     t5.t5_config("tiny", dtype="float16")
+
+
+# Runs in a fresh process with 8 fake CPU devices: two AdamW steps (dropout off) of the plain path
+# on one device and of the distinct path on 8, one group of item prompts per device.
+_SHARDED_SCRIPT = textwrap.dedent("""
+    import json, sys, tempfile
+    import jax, numpy as np, optax
+    from recsys_core import train
+    from gram_jax import batching, loss, t5
+    from tests.test_gram_distinct import build_setup, tiny_model, NUM_FINE
+    assert jax.device_count() == 8, jax.devices()
+    examples, _, tok, _ = build_setup(tempfile.mkdtemp())
+    model = tiny_model(tok.vocab_size)
+    optimizer = optax.adamw(1e-3, weight_decay=0.01)
+    step_fn = lambda p, b, r: loss.seq2seq_loss(model, p, b, r)
+    out = {}
+    for name, devices, distinct in (("plain", jax.devices()[:1], False),
+                                    ("distinct", jax.devices(), True)):
+      mesh = train.make_mesh(devices)
+      batches = batching.PromptBatches(examples, 16, 0, NUM_FINE, group_prefixes=True,
+                                       distinct_prompts=distinct, num_groups=len(devices))
+      state = train.replicate(train.create_state(t5.init_params(model, 0), optimizer, 0), mesh)
+      step = train.make_train_step(step_fn, optimizer, mesh)
+      losses = []
+      for batch, _ in zip(batches.epoch(0), range(2)):
+        state, metrics = step(state, train.global_batch(batch, mesh))
+        losses.append(float(metrics["loss"]))
+      out[name] = (jax.device_get(state.params), losses)
+    diff = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), out["plain"][0],
+                        out["distinct"][0])
+    print(json.dumps({"max_diff": max(jax.tree.leaves(diff)), "plain": out["plain"][1],
+                      "distinct": out["distinct"][1]}))
+""")
+
+
+@pytest.mark.slow  # a fresh process: ~20 s of CPU, most of it compiling
+def test_distinct_path_on_8_devices_equals_the_plain_path_on_one():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  assert out["max_diff"] < 1e-5, out
+  np.testing.assert_allclose(out["distinct"], out["plain"], atol=1e-5)
 
 
 def test_distinct_batches_refuse_groups_that_do_not_divide_the_batch(setup):
