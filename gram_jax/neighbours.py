@@ -91,7 +91,8 @@ def sasrec_item_table(run_dir: str, num_items: int) -> np.ndarray:
     state, _ = checkpoints.restore("best", target)
   finally:
     checkpoints.close()
-  return np.asarray(state.params["item_embedding"]["embedding"], np.float32)[1:]
+  # rows 1..num_items: the padding row 0 (and a BERT4Rec run's mask row, last) dropped
+  return np.asarray(state.params["item_embedding"]["embedding"], np.float32)[1:num_items + 1]
 
 
 def load_neighbours(source: str, ds: Dataset, data_dir: str, k: int) -> np.ndarray:

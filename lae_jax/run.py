@@ -16,6 +16,7 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
+import scipy.sparse as sp
 
 from recsys_core import filters
 from recsys_core import metrics as metrics_lib
@@ -138,44 +139,81 @@ def _hparams(config) -> dict:
           "hparams/xi": closed_forms.effective_xi(config.model, config.xi)}
 
 
-def _grid(config) -> list[dict]:
+def _grid(config) -> dict[str, tuple]:
+  """The search axes of config.model: lam, then p (dropout models), then xi (relaxed models); an
+  empty config.search tuple keeps the config's own value."""
   spec = closed_forms.model_spec(config.model)
-  axes = {"lam": config.search.lam or (config.lam,)}
+  axes = {"lam": tuple(config.search.lam) or (config.lam,)}
   if spec.dropout:
-    axes["p"] = config.search.p or (config.p,)
+    axes["p"] = tuple(config.search.p) or (config.p,)
   if spec.diag_bound == "relaxed":
-    axes["xi"] = config.search.xi or (config.xi,)
-  return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    axes["xi"] = tuple(config.search.xi) or (config.xi,)
+  return axes
 
 
-def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> dict:
-  """Grid search on the validation set; returns the best point's hyperparameters."""
+def _search_eigen(config, train, valid, items, axes):
+  """LAE / EASE: every lambda from one eigendecomposition of G (sweep.eigen_gram); yields
+  (point, number of active constraints, valid metrics) per lambda."""
+  eigen = sweep.eigen_gram(train, np.dtype(config.dtype))
+  xi = closed_forms.effective_xi(config.model, config.xi)
+  for lam in axes["lam"]:
+    params, active = sweep.sweep_params(eigen, lam, xi)
+    yield ({"lam": lam}, int(active),
+           _evaluate(config, sweep.sweep_scores, params, valid, items, "valid"))
+
+
+def _search_inverse(config, train, valid, items, axes):
+  """One inverse C = (G + diagMat(gamma))^-1 per (lambda, p); every xi of the grid from it
+  (sweep.xi_curve: only the column scale gamma + mu(xi) depends on xi). Yields (point, number of
+  active constraints, valid metrics) per grid point."""
+  xis = axes.get("xi", (closed_forms.effective_xi(config.model, config.xi),))
+  rows = sp.csr_matrix(valid.fold_in, dtype=np.dtype(config.dtype))
+  for lam, p in itertools.product(axes["lam"], axes.get("p", (config.p,))):
+    c, gamma = sweep.xi_inverse(train, config.model, lam=lam, p=p, dtype=np.dtype(config.dtype),
+                                method=config.solve_method, backend=config.inverse_backend or None,
+                                mesh=gram_mesh(config))
+    host_c = np.asarray(c)
+    curve = sweep.xi_curve(np.diagonal(host_c), gamma, xis)
+    for xi, scale, active in zip(curve.xis, curve.scales, curve.num_active):
+      inputs = lambda a, b, s=scale: sweep.xi_scores(rows[a:b].toarray(), rows[a:b] @ host_c, s)
+      point = {"lam": lam, **({"p": p} if "p" in axes else {}), **({"xi": xi} if "xi" in axes else {})}
+      yield point, int(active), _evaluate(config, solve.given_scores, (), valid, items, "valid",
+                                          batch_inputs=inputs)
+    del c, host_c
+
+
+def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> tuple[dict, dict]:
+  """Grid search on the validation set: (the best point's hyperparameters, search statistics).
+
+  LAE and EASE with at most config.search.eigen_max_items items sweep lambda from one
+  eigendecomposition; every other case solves one inverse per (lambda, p) and scores the whole xi
+  grid from it, so a relaxed model costs no more inverses than its unrelaxed one.
+  """
   if config.model == "gfcf":
     raise ConfigError("config.model='gfcf' has no search grid; use --mode=train with "
                       "--config.alpha / --config.gfcf_vectors")
   if split.valid is None:
     raise DataError(f"dataset {config.dataset!r} has no validation split to search on; "
                     "use --mode=train with fixed hyperparameters")
+  start = time.perf_counter()
   train = split.valid_train if split.valid_train is not None else split.train
   items = item_statistics(config, np.asarray(train.sum(axis=0)).ravel())
+  axes = _grid(config)
   spec = closed_forms.model_spec(config.model)
-  eigen = None if spec.dropout else sweep.eigen_gram(train, np.dtype(config.dtype))
+  eigen = spec.diag_bound != "relaxed" and not spec.dropout and (
+      train.shape[1] <= config.search.eigen_max_items)
+  points = (_search_eigen if eigen else _search_inverse)(config, train, split.valid, items, axes)
   results = []
-  for point in _grid(config):
-    hyper = {"lam": config.lam, "p": config.p, "xi": config.xi, **point}
-    if eigen is not None:  # lae / ease / rlae: every lambda from one eigendecomposition
-      params, _ = sweep.sweep_params(eigen, hyper["lam"], closed_forms.effective_xi(config.model, hyper["xi"]))
-      valid = _evaluate(config, sweep.sweep_scores, params, split.valid, items, "valid")
-    else:
-      b, _ = _fit(config, train, hyper["lam"], hyper["p"], hyper["xi"])
-      valid = _evaluate_b(config, b, split.valid, items, "valid")
-      del b
-    records.append_jsonl(os.path.join(workdir, "search.jsonl"), {**point, **valid})
+  for point, active, valid in points:
+    records.append_jsonl(os.path.join(workdir, "search.jsonl"),
+                         {**point, "num_active": active, **valid})
     logging.info("search %s: %s = %.5f", point, config.search.metric, valid[config.search.metric])
     results.append((valid[config.search.metric], point))
   best_value, best = max(results, key=lambda r: r[0])
   logging.info("selected %s (%s = %.5f)", best, config.search.metric, best_value)
-  return best
+  solves = 1 if eigen else len(axes["lam"]) * len(axes.get("p", (0,)))
+  return best, {"time/search_s": time.perf_counter() - start, "search/points": len(results),
+                "search/solves": solves, "search/route": "eigen" if eigen else "inverse"}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
@@ -189,12 +227,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   load_s = time.perf_counter() - start
   logging.info("split: %d training users, %d items, %d test users", split.train.shape[0], split.num_items,
                split.test.num_users)
-  selected = {}
+  search_stats = {}
   if mode == "search":
-    selected = search(config, split, workdir)
+    selected, search_stats = search(config, split, workdir)
     config = ml_collections.ConfigDict(config.to_dict())
     config.update(selected)
   out = fit_and_evaluate(config, split)
+  out.update(search_stats)
   out.update({"time/load_s": load_s, "memory/peak_rss_gb": records.peak_rss_gb(),
               "data/train_users": split.train.shape[0], "data/items": split.num_items,
               "data/test_users": split.test.num_users})

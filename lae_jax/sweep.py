@@ -69,15 +69,17 @@ class XiCurve(NamedTuple):
 
 
 def xi_inverse(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.0, dtype=np.float32,
-               method: str = "auto", backend: str | None = None) -> tuple[jax.Array, np.ndarray]:
+               method: str = "auto", backend: str | None = None,
+               mesh: jax.sharding.Mesh | None = None) -> tuple[jax.Array, np.ndarray]:
   """C = (X^T X + diagMat(gamma))^-1 ([n, n] `dtype`) and gamma ([n] float64) of `model`'s
-  regulariser ('rlae': gamma = lambda; 'rdlae': lambda + p/(1-p) diag(G)), solved once."""
+  regulariser ('rlae': gamma = lambda; 'rdlae': lambda + p/(1-p) diag(G)), solved once; mesh: see
+  `linalg.inverse_with_diagonal`."""
   spec = closed_forms.model_spec(model)
   gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)
   method = linalg.choose_method(x) if method == "auto" else method
   linalg.check_dense_fits(x.shape[1], dtype, method)
   c = linalg.inverse_with_diagonal(x, gamma, dtype=np.dtype(dtype), method=method,
-                                   backend=backend or linalg.default_inverse_backend())
+                                   backend=backend or linalg.default_inverse_backend(), mesh=mesh)
   return jnp.asarray(c, dtype=dtype), gamma
 
 

@@ -23,7 +23,8 @@ from seqrec import sasrec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FROZEN = {"whitenrec": ("frozen_full",), "whitenrec_plus": ("frozen_full", "frozen_group"),
-          "llmemb": ("frozen_base",), "alphafuse": ("frozen_semantic",), "alpharec": ("frozen_raw",)}
+          "llmemb": ("frozen_base",), "alphafuse": ("frozen_semantic",),
+          "alpharec": ("frozen_raw",)}
 
 
 @functools.lru_cache(maxsize=None)

@@ -286,7 +286,7 @@ class _Dataset:
 def test_real_recbole_on_the_same_weights():
   """RecBole's own GRU4Rec and BERT4Rec classes (only where recbole is installed)."""
   recbole_gru4rec = pytest.importorskip("recbole.model.sequential_recommender.gru4rec")
-  from recbole.model.sequential_recommender import bert4rec as recbole_bert4rec  # pylint: disable=g-import-not-at-top
+  recbole_bert4rec = pytest.importorskip("recbole.model.sequential_recommender.bert4rec")
   seq = torch.tensor(_inputs()).long()
   interaction = {"item_id_list": seq, "item_length": (seq > 0).sum(1)}
 
@@ -481,7 +481,7 @@ def test_every_initialiser_feeds_the_backbone(synthetic, backbone):
 
 
 def _alpharec_reference(raw, params):
-  """AlphaRec_Item_Embedding.weight in numpy float64: adapter(raw) = LeakyReLU(raw W0 + b0) W1 + b1."""
+  """AlphaRec_Item_Embedding.weight, numpy float64: adapter(raw) = LeakyReLU(raw W0 + b0) W1 + b1."""
   p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
   h = raw @ p["adapter_0"]["kernel"] + p["adapter_0"]["bias"]
   h = np.where(h > 0, h, 0.01 * h)
@@ -614,7 +614,7 @@ def test_sharded_steps_on_8_devices_equal_one_device():
 
 
 # ---------------------------------------------------------------------------------------------
-# kill -9 + resume == uninterrupted, then --mode=eval (the same protocol as tests/test_checkpoint.py).
+# kill -9 + resume == uninterrupted, then --mode=eval (the protocol of tests/test_checkpoint.py).
 
 # 17 batches of 2048 per epoch: a validation at step 17 and the stop at 26, checkpoints every 8.
 _OVERRIDES = ["--config.progress=False", "--config.batch_size=2048", "--config.max_len=5",
