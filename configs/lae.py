@@ -76,12 +76,12 @@ def _lambdas(top: float) -> tuple:
 
 # Strong-generalization sets of the official release (one folder each, the gowalla_strong files:
 # train.txt, valid_in.txt, valid.txt, test_in.txt, test.txt, optionally unique_sid.txt). Solve path
-# and memory, float32, from the official splits' sizes: ML-20M (20,108 items) and Netflix (17,769)
-# have more training users than items: direct, one dense n x n Gram matrix (1.6 / 1.3 GB) plus its
-# inverse in place; MSD (41,140 items) direct, 6.8 GB per n x n copy, about 14 GB peak, as gowalla;
-# Yelp2018 (38,048 items) 5.8 GB per copy. Amazon-book (91,599 items): 33.6 GB per dense n x n
-# float32 copy on either route (Woodbury's C included), about 67 GB peak (gowalla's measured peak
-# is two copies): refused before allocating on a 24 GiB machine (`linalg.check_dense_fits`).
+# and memory, float32, from the paper's dataset sizes (a dense n x n copy is 4 n^2 bytes; the peak is
+# about two copies, as gowalla's measured 13 GB for 6.7 GB copies): ML-20M (20,108 items), Netflix
+# (17,769) and MSD (41,140) have more training users than items: direct, 1.6 / 1.3 / 6.8 GB per copy;
+# Yelp2018 (38,048 items) has fewer: Woodbury as gowalla, 5.8 GB per copy. Amazon-book (91,599
+# items): 33.6 GB per copy on either route (Woodbury's C included), about 67 GB peak: refused
+# before allocating on a 24 GiB machine (`linalg.check_dense_fits`).
 # Weak: the training users are ranked from the Woodbury factors (woodbury-rows, never n x n):
 # [m, m] + 2 x [m, n] float32, about 50 GB for Amazon-book's 52,643 users, likewise refused.
 PAPER_DATASETS = {

@@ -3,10 +3,11 @@
 Per user, the encoder runs once on its N prompts and the decoder's cross-attention keys/values are
 computed once from that output; all beams of the user share them (the beams' queries form one
 matmul against them). Given the distinct-prompt form of a batch (gram_jax/t5.py), an item prompt
-that several users of the batch share is encoded once. The decoder runs incrementally with a self-attention KV cache of static
-length `trie.max_len`, reordered with the beams each step. (Recomputing the decoder over the whole
-static-length prefix each step instead needs no cache, but runs every step over all `max_len`
-positions, so decoding an ID costs about `max_len` times the decoder work: the cache stays.)
+that several users of the batch share is encoded once. The decoder runs incrementally with a
+self-attention KV cache of static length `trie.max_len`, reordered with the beams each step.
+(Recomputing the decoder over the whole static-length prefix each step instead needs no cache, but
+runs every step over all `max_len` positions, so decoding an ID costs about `max_len` times the
+decoder work: the cache stays.)
 
 Step t, for each of the `num_beams` live hypotheses (prefix p, log-probability s, trie state):
   candidates = the children of the state in the trie: s + log P(token | p, prompts). The

@@ -432,7 +432,7 @@ class T5(nn.Module):
       x = x.reshape(groups, unique, *x.shape[1:])
       return jax.vmap(lambda rows, i: rows[i])(x, slots).reshape(batch, fine, *x.shape[2:])
 
-    def fuse(user, item, pos):  # [batch, L, ...], [G * U, L, ...], [1, N - 1, ...] -> [batch, N * L, ...]
+    def fuse(user, item, pos):  # [batch, L,..], [G * U, L,..], [1, N - 1,..] -> [batch, N * L,..]
       item = gather(item)
       if pos is not None:
         item = item + pos[:, :, None]

@@ -236,3 +236,18 @@ def check_dense_fits(num_items: int, dtype, method: str) -> None:
         f"config.solve_method={method!r} needs a dense {num_items} x {num_items} {np.dtype(dtype).name} "
         f"matrix ({needed / 2**30:.1f} GiB) but {available / 2**30:.1f} GiB of memory is available; "
         "free memory, use a larger machine, or --config.dtype=float32 if it is float64")
+
+
+def check_training_rows_fit(num_users: int, num_items: int, dtype) -> None:
+  """Refuse, before allocating, the weak-generalization route (`woodbury_training_rows`) when its
+  [m, m] inverse and two dense [m, n] arrays (D^-1 X^T K and its transpose) exceed the memory
+  available; it never holds an [n, n] matrix."""
+  itemsize = np.dtype(dtype).itemsize
+  needed = (num_users * num_users + 2 * num_users * num_items) * itemsize
+  available = available_memory_bytes()
+  if available is not None and needed > available:
+    raise ConfigError(
+        f"config.solve_method='woodbury' ranks the {num_users} training users from a {num_users} x "
+        f"{num_users} inverse and two {num_users} x {num_items} {np.dtype(dtype).name} arrays "
+        f"({needed / 2**30:.1f} GiB) but {available / 2**30:.1f} GiB of memory is available; free "
+        "memory, use a larger machine, or --config.dtype=float32 if it is float64")

@@ -166,20 +166,26 @@ def _search_inverse(config, train, valid, items, axes):
   """One inverse C = (G + diagMat(gamma))^-1 per (lambda, p); every xi of the grid from it
   (sweep.xi_curve: only the column scale gamma + mu(xi) depends on xi). Yields (point, number of
   active constraints, valid metrics) per grid point."""
-  xis = axes.get("xi", (closed_forms.effective_xi(config.model, config.xi),))
-  rows = sp.csr_matrix(valid.fold_in, dtype=np.dtype(config.dtype))
   for lam, p in itertools.product(axes["lam"], axes.get("p", (config.p,))):
-    c, gamma = sweep.xi_inverse(train, config.model, lam=lam, p=p, dtype=np.dtype(config.dtype),
-                                method=config.solve_method, backend=config.inverse_backend or None,
-                                mesh=gram_mesh(config))
-    host_c = np.asarray(c)
-    curve = sweep.xi_curve(np.diagonal(host_c), gamma, xis)
-    for xi, scale, active in zip(curve.xis, curve.scales, curve.num_active):
-      inputs = lambda a, b, s=scale: sweep.xi_scores(rows[a:b].toarray(), rows[a:b] @ host_c, s)
-      point = {"lam": lam, **({"p": p} if "p" in axes else {}), **({"xi": xi} if "xi" in axes else {})}
-      yield point, int(active), _evaluate(config, solve.given_scores, (), valid, items, "valid",
-                                          batch_inputs=inputs)
-    del c, host_c
+    # One (lambda, p) at a time, so that its C is freed before the next inverse is allocated.
+    yield from _xi_grid(config, train, valid, items, axes, lam, p)
+
+
+def _xi_grid(config, train, valid, items, axes, lam, p) -> list:
+  xis = axes.get("xi", (closed_forms.effective_xi(config.model, config.xi),))
+  c, gamma = sweep.xi_inverse(train, config.model, lam=lam, p=p, dtype=np.dtype(config.dtype),
+                              method=config.solve_method, backend=config.inverse_backend or None,
+                              mesh=gram_mesh(config))
+  host_c = np.asarray(c)
+  rows = sp.csr_matrix(valid.fold_in, dtype=host_c.dtype)
+  curve = sweep.xi_curve(np.diagonal(host_c), gamma, xis)
+  out = []
+  for xi, scale, active in zip(curve.xis, curve.scales, curve.num_active):
+    inputs = lambda a, b, s=scale: sweep.xi_scores(rows[a:b].toarray(), rows[a:b] @ host_c, s)
+    point = {"lam": lam, **({"p": p} if "p" in axes else {}), **({"xi": xi} if "xi" in axes else {})}
+    out.append((point, int(active), _evaluate(config, solve.given_scores, (), valid, items, "valid",
+                                              batch_inputs=inputs)))
+  return out
 
 
 def search(config: ml_collections.ConfigDict, split: Split, workdir: str) -> tuple[dict, dict]:

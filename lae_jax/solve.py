@@ -65,6 +65,7 @@ def fit_training_scores(x: sp.spmatrix, model: str, *, lam: float, p: float = 0.
   spec = closed_forms.model_spec(model)
   start = time.perf_counter()
   gamma = closed_forms.regulariser(linalg.item_counts(x), lam, p, spec.dropout)
+  linalg.check_training_rows_fit(*x.shape, dtype)
   backend = backend or linalg.default_inverse_backend()
   scores, c_diag = linalg.woodbury_training_rows(x, gamma, np.dtype(dtype), backend)
   scale, active = closed_forms.diag_scale(jnp.asarray(c_diag), jnp.asarray(gamma, c_diag.dtype),

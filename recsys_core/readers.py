@@ -252,9 +252,9 @@ def read_user_sequences(path: str, items_path: Optional[str] = None, name: str =
 
 # --- the two pre-split Gowalla folders ---------------------------------------------------------
 
-def _column_lines(path: str, num_items: int) -> _UserLines:
-  """LightGCN lines whose item ids are column indices 0..num_items-1."""
-  p = _read_user_lines(path, numeric=True)
+def _column_lines(path: str, num_items: int, p: Optional[_UserLines] = None) -> _UserLines:
+  """LightGCN lines whose item ids are column indices 0..num_items-1 (`p`: the file, parsed)."""
+  p = _read_user_lines(path, numeric=True) if p is None else p
   bad = np.flatnonzero((p.items < 0) | (p.items >= num_items))
   if len(bad):
     raise line_error(path, p.item_lines[bad[0]],
@@ -262,14 +262,15 @@ def _column_lines(path: str, num_items: int) -> _UserLines:
   return p
 
 
-def _heldout(folder: str, prefix: str, num_items: int):
+def _heldout(folder: str, prefix: str, num_items: int, parsed: Optional[dict] = None):
   """Rows of `<prefix>_in.txt` / `<prefix>.txt`, aligned line by line on the user id.
 
   Returns (raw user ids "<prefix>:<u>", EvalSet, [nnz] row of each item, [nnz] items) with a
   user's fold-in items before its target items; the EvalSet's target_order keeps the file order.
   """
   path_in, path_tg = (os.path.join(folder, f) for f in (f"{prefix}_in.txt", f"{prefix}.txt"))
-  p_in, p_tg = _column_lines(path_in, num_items), _column_lines(path_tg, num_items)
+  parsed = parsed or {}
+  p_in, p_tg = (_column_lines(path, num_items, parsed.get(path)) for path in (path_in, path_tg))
   m = min(len(p_in.users), len(p_tg.users))
   diff = np.flatnonzero(p_in.users[:m] != p_tg.users[:m])
   if len(diff) or len(p_in.users) != len(p_tg.users):
@@ -303,21 +304,36 @@ def _item_list(path: str) -> np.ndarray:
   return np.array(list(line_of))
 
 
-def read_strong_folder(folder: str, name: str = "gowalla_strong") -> tuple[Dataset, Split]:
-  """VAE-CF strong-generalisation folder, its split preserved exactly.
+STRONG_FILES = ("train.txt", "valid_in.txt", "valid.txt", "test_in.txt", "test.txt")
 
-  Dense item j = column j (raw id: line j of unique_sid.txt). Dataset users: the train.txt users
-  (sorted ids; = Split.train rows), then "valid:<id>" users in valid_in.txt order (= Split.valid
-  rows), then "test:<id>" users in test_in.txt order (= Split.test rows). No timestamps: a
-  training user's sequence is in file order, a held-out user's is fold-in then target.
+
+def read_strong_folder(folder: str, name: str = "gowalla_strong",
+                       item_list_required: bool = True) -> tuple[Dataset, Split]:
+  """VAE-CF strong-generalisation folder (STRONG_FILES, the official RDLAE release's format), its
+  split preserved exactly.
+
+  Dense item j = column j (raw id: line j of unique_sid.txt). Without unique_sid.txt (allowed
+  unless `item_list_required`) the columns are 0..max item id of the five files, raw id = column,
+  as the official loader counts them. Dataset users: the train.txt users (sorted ids; =
+  Split.train rows), then "valid:<id>" users in valid_in.txt order (= Split.valid rows), then
+  "test:<id>" users in test_in.txt order (= Split.test rows). No timestamps: a training user's
+  sequence is in file order, a held-out user's is fold-in then target.
   """
-  item_ids = _item_list(os.path.join(folder, "unique_sid.txt"))
+  sid = os.path.join(folder, "unique_sid.txt")
+  parsed = {}
+  if item_list_required or os.path.isfile(sid):
+    item_ids = _item_list(sid)
+  else:
+    parsed = {path: _read_user_lines(path, numeric=True)
+              for path in (os.path.join(folder, f) for f in STRONG_FILES)}
+    item_ids = np.arange(1 + max(int(p.items.max(initial=-1)) for p in parsed.values())).astype(str)
   n = len(item_ids)
-  p = _column_lines(os.path.join(folder, "train.txt"), n)
+  train_path = os.path.join(folder, "train.txt")
+  p = _column_lines(train_path, n, parsed.get(train_path))
   train_ids, train_codes = index_ids(p.users)
   train_rows = np.repeat(train_codes, p.counts)
-  valid_ids, valid, valid_rows, valid_items = _heldout(folder, "valid", n)
-  test_ids, test, test_rows, test_items = _heldout(folder, "test", n)
+  valid_ids, valid, valid_rows, valid_items = _heldout(folder, "valid", n, parsed)
+  test_ids, test, test_rows, test_items = _heldout(folder, "test", n, parsed)
   offset = len(train_ids)
   ds = assemble(name, np.concatenate([train_ids, valid_ids, test_ids]),
                 np.concatenate([train_rows, valid_rows + offset,
@@ -375,7 +391,18 @@ _LOADERS: dict[str, Callable[[str], Dataset]] = {
     "gowalla_strong": lambda d: read_strong_folder(d, "gowalla_strong")[0],
     "gowalla_weak": lambda d: read_weak_folder(d, "gowalla_weak")[0],
 }
-_PRESPLIT = {"gowalla_strong": read_strong_folder, "gowalla_weak": read_weak_folder}
+_PRESPLIT: dict[str, Callable[[str, str], tuple[Dataset, Split]]] = {
+    "gowalla_strong": read_strong_folder, "gowalla_weak": read_weak_folder}
+# The RDLAE paper's other datasets, in the files of its official release (jaewan7599/RDLAE_SIGIR2023,
+# README "Datasets"; not shipped here): strong generalization as pre-split VAE-CF folders (ML-20M,
+# Netflix, MSD preprocessed as VAE-CF does; Yelp2018, Amazon-book from LightGCN's data), weak as
+# LightGCN's train.txt / test.txt. Each lives in <data_dir>/<name>/.
+for _name in ("ml-20m_strong", "netflix_strong", "msd_strong", "yelp2018_strong", "amazon-book_strong"):
+  _PRESPLIT[_name] = lambda d, name: read_strong_folder(d, name, item_list_required=False)
+for _name in ("yelp2018_weak", "amazon-book_weak"):
+  _PRESPLIT[_name] = read_weak_folder
+for _name in _PRESPLIT:
+  _LOADERS.setdefault(_name, lambda d, name=_name: _PRESPLIT[name](d, name)[0])
 DATASETS = tuple(_LOADERS) + ("synthetic",)
 
 
@@ -398,6 +425,7 @@ def load_dataset(name: str, data_dir: str) -> Dataset:
 
 
 def load_presplit(name: str, data_dir: str) -> tuple[Dataset, Split]:
-  """(Dataset, Split) of a folder that ships its split: gowalla_strong or gowalla_weak."""
+  """(Dataset, Split) of a folder that ships its split: gowalla_strong, gowalla_weak, or one of
+  the RDLAE release's other folders (ml-20m_strong, ..., amazon-book_weak)."""
   folder = _folder(name, data_dir, tuple(_PRESPLIT))
   return _PRESPLIT[name](folder, name)
