@@ -7,6 +7,7 @@ locked ConfigDict); `flag_error_line` turns those refusals into one line.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import ml_collections
@@ -85,7 +86,10 @@ def flag_error_line(error: Exception) -> str:
   text = text.replace("\\n", "\n").replace("\\'", "'")
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   if isinstance(error, (AttributeError, KeyError)) and lines:
-    return f"unknown config field {lines[0].strip(chr(39))} ({' '.join(lines[1:])})"
+    name = re.search(r"['\"]([\w.]+)['\"]", lines[0])
+    hint = re.search(r"Did you mean [^?]*\?", text)
+    return (f"unknown config field {name.group(1) if name else lines[0]}"
+            + (f" ({hint.group(0)})" if hint else ""))
   if len(lines) > 1:
     return f"{lines[0].rstrip(':')}: {lines[-1]}"
   return lines[0] if lines else type(error).__name__

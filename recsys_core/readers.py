@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from recsys_core import distributed
 from recsys_core import synthetic
 from recsys_core.dataset import DataError, Dataset, EvalSet, Split, binary_matrix, ordered_row_items
 from recsys_core.parsing import (assemble, check_ids, gc_paused, index_ids, line_error, numbers,
@@ -417,15 +418,28 @@ def _folder(name: str, data_dir: str, known: Sequence[str]) -> str:
 
 
 def load_dataset(name: str, data_dir: str) -> Dataset:
-  """The Dataset of `<data_dir>/<name>/`; "synthetic" is generated and ignores `data_dir`."""
+  """The Dataset of `<data_dir>/<name>/`; "synthetic" is generated and ignores `data_dir`.
+
+  In a job of several processes every process reads the files itself; a job whose processes read
+  different data (another copy of the folder, a file changed in between) is refused.
+  """
   if name == "synthetic":
     return synthetic.make_synthetic()
   folder = _folder(name, data_dir, DATASETS)
-  return _LOADERS[name](folder)
+  ds = _LOADERS[name](folder)
+  _check_same_data(folder, ds)
+  return ds
 
 
 def load_presplit(name: str, data_dir: str) -> tuple[Dataset, Split]:
   """(Dataset, Split) of a folder that ships its split: gowalla_strong, gowalla_weak, or one of
   the RDLAE release's other folders (ml-20m_strong, ..., amazon-book_weak)."""
   folder = _folder(name, data_dir, tuple(_PRESPLIT))
-  return _PRESPLIT[name](folder, name)
+  ds, split = _PRESPLIT[name](folder, name)
+  _check_same_data(folder, ds)
+  return ds, split
+
+
+def _check_same_data(folder: str, ds: Dataset) -> None:
+  distributed.check_same(f"the data read from {folder}", distributed.fingerprint(
+      ds.indptr, ds.items, "\n".join(ds.item_ids), "\n".join(ds.user_ids)))

@@ -81,7 +81,8 @@ class BERT4Rec(nn.Module):
                                             self.init_std) for _ in range(self.num_layers)]
     self.output_ffn = nn.Dense(self.hidden, kernel_init=init)
     self.output_ln = nn.LayerNorm(epsilon=self.layer_norm_eps)
-    self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.num_items + 1,))
+    self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.num_items + 1,),
+                                  jnp.float32)
 
   def encode(self, item_seq: jax.Array, deterministic: bool = True,
              table: Optional[jax.Array] = None, segments: Optional[jax.Array] = None,

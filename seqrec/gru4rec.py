@@ -65,8 +65,9 @@ class GRULayer(nn.Module):
     step (a packed window's first position). Returns [batch, seq_len, H] states."""
     h_size = self.features
     init = xavier_uniform if self.xavier else torch_uniform(1.0 / np.sqrt(h_size))
-    w_i = self.param("input_kernel", init, (x.shape[-1], 3 * h_size))
-    w_h = self.param("recurrent_kernel", init, (h_size, 3 * h_size))
+    # float32 parameters as flax's own layers keep them, also where jax_enable_x64 is on.
+    w_i = self.param("input_kernel", init, (x.shape[-1], 3 * h_size), jnp.float32)
+    w_h = self.param("recurrent_kernel", init, (h_size, 3 * h_size), jnp.float32)
     x_gates = jnp.swapaxes(x @ w_i, 0, 1)                    # [seq_len, batch, 3H], all at once
     if reset is None:
       reset = jnp.zeros(x.shape[:2], bool)
@@ -81,7 +82,7 @@ class GRULayer(nn.Module):
       h = (1.0 - z) * n + z * h
       return h, h
 
-    h0 = jnp.zeros((x.shape[0], h_size), x.dtype)
+    h0 = jnp.zeros((x.shape[0], h_size), x_gates.dtype)
     _, states = jax.lax.scan(step, h0, (x_gates, jnp.swapaxes(reset, 0, 1)))
     return jnp.swapaxes(states, 0, 1)
 

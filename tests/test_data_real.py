@@ -10,6 +10,9 @@ import pytest
 
 from recsys_core import readers, splits
 
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
+
 # name: (users, items, interactions, {text field: items with a value}) as in the data README.
 COUNTS = {
     "ml-100k": (943, 1682, 100_000, {"title": 1682, "year": 1682, "genres": 1682}),

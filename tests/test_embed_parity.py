@@ -21,6 +21,9 @@ from recsys_core import readers
 from recsys_core import synthetic
 from recsys_core.embed import extractors, gguf_weights, llama, packages
 
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
+
 NUM_TEXTS = 300
 
 

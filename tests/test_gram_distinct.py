@@ -147,6 +147,7 @@ def test_distinct_path_gives_the_plain_loss_and_gradients(setup):
   jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), gb, ga)
 
 
+@pytest.mark.slow  # the opt-in path's secondary checks run in CI's second step
 def test_distinct_memory_equals_the_plain_one_without_prompt_positions(setup):
   train, _, tok, _ = setup
   model = tiny_model(tok.vocab_size, prompt_position_embedding=False)
@@ -162,6 +163,7 @@ def test_distinct_memory_equals_the_plain_one_without_prompt_positions(setup):
     np.testing.assert_allclose(np.where(real, got_v, 0), np.where(real, v, 0), atol=1e-5)
 
 
+@pytest.mark.slow  # the opt-in path's secondary checks run in CI's second step
 def test_beam_search_on_distinct_prompts_equals_plain(setup):
   _, test, tok, ids = setup
   model = tiny_model(tok.vocab_size)
@@ -181,6 +183,7 @@ def test_beam_search_on_distinct_prompts_equals_plain(setup):
   np.testing.assert_array_equal(np.asarray(got_items), np.asarray(items))
 
 
+@pytest.mark.slow  # the opt-in path's secondary checks run in CI's second step
 def test_bfloat16_products_keep_float32_parameters_and_loss(setup):
   train, _, tok, _ = setup
   batch = _train_batch(train, num_groups=2)[1]

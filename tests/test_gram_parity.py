@@ -49,6 +49,9 @@ from gram_jax.trie import build_trie
 from recsys_core import readers
 from tests import gram_official as official
 
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
+
 NUM_USERS = 200  # the first 200 lines of user_sequence.txt
 WIDE = 512       # tokens per prompt of the untruncated tables (Beauty's longest prompt: ~300)
 

@@ -96,6 +96,7 @@ def test_eval_mode_restores_the_best_checkpoint(straight):
 
 
 @pytest.mark.filterwarnings("ignore:Sharding info not provided")
+@pytest.mark.slow  # the default run covers the shared loop's resume with SASRec (test_checkpoint.py)
 def test_kill_9_then_resume_equals_an_uninterrupted_run(straight, tmp_path):
   workdir, env = straight
   killed = tmp_path / "killed"

@@ -124,6 +124,7 @@ def test_t5_trains_through_the_shared_step_with_dropout_and_checkpoints(tiny, tm
                jax.device_get(state.params))
 
 
+@pytest.mark.slow  # a fresh 8-device process; the shared step's sharding is in test_train.py
 def test_sharded_step_on_8_devices_equals_single_device():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], cwd=ROOT, env=env,

@@ -220,3 +220,15 @@ def test_device_scoring_products_ask_for_full_float32():
     precisions = dot_precisions(jaxpr)
     assert precisions, f"{name}: no matrix product traced"
     assert all(p == highest for p in precisions), (name, precisions)
+
+
+def test_gram_matrix_on_the_mesh_equals_the_host_one():
+  """lae_jax/gram.py: user blocks over the mesh's devices, one all-reduce == scipy's sparse X^T X
+  (several blocks per device and a last, zero-padded one)."""
+  from lae_jax import gram  # pylint: disable=import-outside-toplevel
+  from recsys_core import train  # pylint: disable=import-outside-toplevel
+  x = sp.random(203, 37, density=0.2, random_state=3, format="csr", dtype=np.float32)
+  x.data[:] = 1.0
+  on_mesh = gram.gram_matrix_on_mesh(x, train.make_mesh(), np.float32, rows_per_device=16)
+  np.testing.assert_array_equal(on_mesh, linalg.gram_matrix(x, np.float32))
+  assert on_mesh.flags.writeable  # the direct route adds the diagonal in place

@@ -14,6 +14,9 @@ from recsys_core import readers
 from lae_jax import run as lae_run
 from lae_jax import solve
 
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -36,17 +36,32 @@ def test_override_changes_the_solve(tmp_path):
   assert json.load(open(tmp_path / "metrics.json"))["hparams/lam"] == 7.0
 
 
-def test_unknown_config_key_is_refused(tmp_path):
+def _one_error_line(result) -> str:
+  """The run ended with exit status 2, one `error:` line last on stderr and no traceback."""
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "\n" not in last
+  return last
+
+
+def test_unknown_config_key_is_refused_in_one_line(tmp_path):
   result = launch("--config=configs/lae.py:ease_synthetic", f"--workdir={tmp_path}", "--config.lamda=7")
-  assert result.returncode != 0
-  assert "lamda" in result.stderr
+  line = _one_error_line(result)
+  assert "unknown config field lamda" in line and 'Did you mean "lam"' in line
   assert not (tmp_path / "metrics.json").exists()
 
 
-def test_unknown_preset_is_refused(tmp_path):
-  result = launch("--config=configs/lae.py:ease_netflix", f"--workdir={tmp_path}")
-  assert result.returncode != 0
-  assert "ease_netflix" in result.stderr
+def test_unknown_preset_wrong_type_and_out_of_range_are_refused_in_one_line(tmp_path):
+  line = _one_error_line(launch("--config=configs/lae.py:ease_netflix", f"--workdir={tmp_path}"))
+  assert "unknown preset 'ease_netflix'" in line
+  line = _one_error_line(launch("--config=configs/lae.py:ease_synthetic", f"--workdir={tmp_path}",
+                                "--config.lam=abc"))
+  assert "--config.lam=abc" in line
+  line = _one_error_line(launch("--config=configs/lae.py:rlae_synthetic", f"--workdir={tmp_path}",
+                                "--config.xi=1.5"))
+  assert line == "error: config.xi=1.5: must be in [0, 1] (ξ, the bound on diag(B))"
+  assert not os.listdir(tmp_path)
 
 
 def test_missing_data_dir_gives_one_line_and_exit_2(tmp_path):

@@ -145,12 +145,14 @@ def test_processes_with_different_configs_are_refused(tmp_path):
   procs = _start_job(tmp_path, SASREC, str(tmp_path / "w"),
                      extra=((), ("--config.learning_rate=0.01",)))
   assert _wait(procs, timeout=120) == [2, 2]
-  for p in procs:
-    last = _tail(p).strip().splitlines()[-1]
-    assert last.startswith("error: the processes of this job disagree on the config"), last
+  for p in procs:  # gloo's own log lines may come after ours
+    errors = [line for line in _tail(p).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, _tail(p)
+    assert errors[0].startswith("error: the processes of this job disagree on the config")
   assert not os.path.exists(tmp_path / "w" / "metrics.json")
 
 
+@pytest.mark.slow  # the LAE family's mesh Gram == host Gram is in test_lae.py
 def test_two_processes_solve_rdlae_as_one(tmp_path):
   args = ["--config=configs/lae.py:rdlae_synthetic", "--config.progress=False"]
   single = _single(tmp_path, args, str(tmp_path / "single"), devices=4)

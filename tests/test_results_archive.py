@@ -10,6 +10,10 @@ import sys
 import numpy as np
 
 from recsys_core import records
+import pytest
+
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USERS = 40

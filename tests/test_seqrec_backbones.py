@@ -417,6 +417,7 @@ def _nudged_init(model, seq):
   return _perturbed(params, 0.3)
 
 
+@pytest.mark.slow  # SASRec's packing test (test_sasrec.py) runs by default
 def test_packed_rows_give_the_unpacked_loss_and_gradient(synthetic):
   windows = cloze.cloze_windows(synthetic, 8, "sequences")
   args = dict(seed=0, mask_id=1001, mask_ratio=0.4, ft_ratio=0.0)
@@ -597,6 +598,7 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh 8-device process; the shared step's sharding is in test_train.py
 def test_sharded_steps_on_8_devices_equal_one_device():
   path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
   # optimisation level 0: compiling, not running, is the cost here (as in test_initialisers.py)

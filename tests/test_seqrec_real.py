@@ -5,6 +5,10 @@ import numpy as np
 from recsys_core import readers
 from seqrec import data
 from seqrec import run
+import pytest
+
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
 
 
 def test_beauty_examples_and_eval_sets_follow_recbole(data_dir):

@@ -20,6 +20,9 @@ transformers = pytest.importorskip("transformers")
 from gram_jax import hf_convert  # noqa: E402
 from gram_jax import t5  # noqa: E402
 
+# Long real-data / reference-parity checks: `python -m pytest -q -m slow` (CI's second step).
+pytestmark = pytest.mark.slow
+
 # Encoder 3 layers, decoder 2 (catches a swapped count); max distance 20 with 32 buckets and length
 # 40 exercises the logarithmic buckets and the max-distance clip of both directions.
 _HF_CONFIG = dict(vocab_size=97, d_model=32, d_kv=8, d_ff=48, num_layers=3, num_decoder_layers=2,
