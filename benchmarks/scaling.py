@@ -25,6 +25,8 @@ import time
 from absl import app
 from absl import flags
 
+from benchmarks import reports
+
 _STEPS = flags.DEFINE_integer("steps", 60, "timed training steps per layout")
 _LAYOUTS = flags.DEFINE_list("layouts", ["1x1", "1x2", "1x4", "1x8", "2x1", "2x2", "2x4"],
                              "processes x devices per process")
@@ -129,6 +131,7 @@ def main(argv):
       gram_worker(int(rest[0]), _GRAM_USERS.value, _GRAM_ITEMS.value)
     return
   import jax  # pylint: disable=import-outside-toplevel
+  load_before = os.getloadavg()[0]
   rows = []
   for layout in _LAYOUTS.value:
     processes, devices = map(int, layout.split("x"))
@@ -155,7 +158,9 @@ def main(argv):
       f"synthetic dataset, global batch {GLOBAL_BATCH}, {_STEPS.value} timed steps after 5 "
       "warm-up steps, unpacked batches.",
       "- On these shared cores a ratio below 1 is the overhead of splitting and reducing, not a "
-      "loss of speed-up; accelerators spread the same work over real devices.", "",
+      "loss of speed-up; accelerators spread the same work over real devices.",
+      f"- Load: 1-minute load average {load_before:.1f} before the run, "
+      f"{os.getloadavg()[0]:.1f} after it (2 is both cores busy).", "",
       "## SASRec training", "",
       "| processes x devices | sequences/s | ratio to 1 x 1 | loss after the timed steps |",
       "|---|---|---|---|"]
@@ -173,8 +178,7 @@ def main(argv):
   text = "\n".join(lines) + "\n"
   print(text)
   if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      f.write(text)
+    reports.write_report(_OUT.value, text)
 
 
 if __name__ == "__main__":
