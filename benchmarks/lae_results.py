@@ -228,7 +228,8 @@ def search_cost():
     grid = lae_configs.get_config(f"{model}_gowalla_strong").search
     dropout = model in ("dlae", "edlae", "rdlae")
     solves = len(grid.lam) * (len(grid.p) if dropout else 1)
-    lines.append(f"| {model} | rdlae {hyper_text(m, 'rdlae')} | {m['time/search_s']:.0f} "
+    point = f"rdlae λ={m['hparams/lam']:g}, p={m['hparams/p']:g}, {m['search/points']} ξ"
+    lines.append(f"| {model} | {point} | {m['time/search_s']:.0f} "
                  f"({m['search/solves']}) | {len(grid.lam)} λ" + (f" x {len(grid.p)} p" if dropout else "")
                  + f" | {solves} | {per_solve * solves / 3600:.1f} |")
   weak = [load(f"{model}_gowalla_weak") for model in ("ease", "edlae")]
@@ -265,6 +266,7 @@ def checks_table():
   for name, reference, _ in check_runs():
     check, ref = load(name), load(reference)
     if check is None or ref is None:
+      lines.append(f"| {name} | pending | | | {reference} |" + " |" * 3)
       continue
     dtype = "float64" if name.endswith("float64") else "float32"
     lines.append(f"| {name} | {check['solve/method']} {dtype} | {check['test/recall@20']:.4f} | "

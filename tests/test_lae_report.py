@@ -70,7 +70,8 @@ def test_lae_report_regenerates_from_the_archive(tmp_path):
   assert "| lae | pending |" + " |" * 13 in lines                       # never run
   assert any(line.startswith("| ease | error: gowalla_weak/train.txt line 2") for line in lines)
   assert "| rdlae | 3 λ x 2 p x 3 ξ (18 points) | 6 inverses | 90 | λ=200, p=0.9, ξ=0.3 | p |" in lines
-  assert any(line.startswith("| rdlae | rdlae λ=200, p=0.9, ξ=0.3 | 90 (6) |") for line in lines)
+  assert any(line.startswith("| rdlae | rdlae λ=200, p=0.9, 18 ξ | 90 (6) |") for line in lines)
+  assert "| ease_gowalla_strong_direct | pending | | | ease_gowalla_strong | | | |" in lines
   assert "EXTRAPOLATED" in text
   for link in ("[lae_xi.md](lae_xi.md)", "[lae_spectrum.md](lae_spectrum.md)", "(lae_xi_curve.png)",
                "(lae_spectrum.png)"):
