@@ -94,7 +94,7 @@ def load(name, file="metrics.json"):
 
 
 def machine():
-  """This machine's hardware and software lines, as reports.setup_block writes them."""
+  """The running host's hardware and software lines, as reports.setup_block writes them."""
   lines = reports.setup_block(os.getloadavg(), versions=("jax", "numpy", "scipy"))
   return {"hardware": lines[2][len("- Hardware: "):], "software": lines[3][len("- Software: "):]}
 
@@ -130,7 +130,8 @@ def archive(folder, target):
   holds every validation metric of every point: megabytes for a dropout model's grid)."""
   reports.archive_run(folder, target)
   if os.path.exists(os.path.join(folder, "launch.json")):
-    records.write_json(os.path.join(target, "launch.json"), json.load(open(os.path.join(folder, "launch.json"))))
+    with open(os.path.join(folder, "launch.json")) as f:
+      records.write_json(os.path.join(target, "launch.json"), reports.portable(json.load(f)))
   search = os.path.join(folder, "search.jsonl")
   if os.path.exists(search):
     points = [json.loads(line) for line in open(search) if line.strip()]

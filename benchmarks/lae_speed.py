@@ -95,7 +95,7 @@ def reference_inverse(g):
   needs 4 dense copies, 27 GB for gowalla in float32; scipy 1.17's inv copies too).
 
   The in-place path runs OpenBLAS on ONE thread: at n = 40,981 its multi-threaded sgetrf segfaults
-  on this machine (scipy's LP64 0.3.30 and numpy's ILP64 0.3.31 alike; our own Cholesky is
+  on the benchmark's host (scipy's LP64 0.3.30 and numpy's ILP64 0.3.31 alike; our own Cholesky is
   recursive above 16,384 rows for the same kind of reason). Returns (inverse, threads used)."""
   if 4 * g.size * g.itemsize < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
     return np.linalg.inv(g), os.cpu_count()

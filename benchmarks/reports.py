@@ -9,10 +9,12 @@ them into `benchmarks/results/runs/` so a report regenerates after the run folde
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
+import re
 import shutil
-from typing import BinaryIO, Callable, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 
 import jax
 import numpy as np
@@ -22,6 +24,20 @@ from recsys_core.metrics import paired_difference
 
 # What a finished run leaves that a report needs (no checkpoints): a few kB to tens of kB per run.
 ARCHIVED_FILES = ("metrics.json", "metrics.jsonl", "config.json", "eval.json", "test_per_user.npz")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\",;)]+")  # not inside a relative path or URL
+
+
+def portable(value: Any, root: str = ROOT) -> Any:
+  """`value` (a JSON tree) with every absolute path in its strings made relative to the repository
+  root (`/data/shared/data` -> `../shared/data`), so the archive names no machine's folders."""
+  if isinstance(value, str):
+    return _ABSOLUTE_PATH.sub(lambda m: os.path.relpath(m.group(0), root), value)
+  if isinstance(value, list):
+    return [portable(v, root) for v in value]
+  if isinstance(value, dict):
+    return {k: portable(v, root) for k, v in value.items()}
+  return value
 
 
 def archive_run(workdir: str, archive: str) -> None:
@@ -36,6 +52,9 @@ def archive_run(workdir: str, archive: str) -> None:
     if name.endswith(".npz"):
       with np.load(source) as arrays:
         records.write_atomic(target, lambda f, a=dict(arrays): np.savez_compressed(f, **a))
+    elif name.endswith(".json"):
+      with open(source) as f:
+        records.write_json(target, portable(json.load(f)))
     else:
       records.write_atomic(target, _copy_of(source))
 
@@ -99,7 +118,7 @@ def paired_table(reference: Mapping[str, np.ndarray],
 
 
 def setup_block(load_before, load_after=None, versions=("jax", "numpy")) -> list[str]:
-  """The "## Setup" lines a speed report starts with: this machine's CPU and memory (and the jax
+  """The "## Setup" lines a speed report starts with: the running host's CPU and memory (and the jax
   device when it is not the CPU), the versions of `versions`, and the load averages (1, 5, 15 min)
   before and after the measurement."""
   model = ""

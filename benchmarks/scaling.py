@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -130,8 +129,7 @@ def main(argv):
     else:
       gram_worker(int(rest[0]), _GRAM_USERS.value, _GRAM_ITEMS.value)
     return
-  import jax  # pylint: disable=import-outside-toplevel
-  load_before = os.getloadavg()[0]
+  load_before = os.getloadavg()
   rows = []
   for layout in _LAYOUTS.value:
     processes, devices = map(int, layout.split("x"))
@@ -150,17 +148,14 @@ def main(argv):
       "# Scaling: the distributed path's overhead", "",
       f"Regenerate: `python -m benchmarks.scaling --steps={_STEPS.value} "
       f"--layouts={','.join(_LAYOUTS.value)} --out=benchmarks/results/scaling.md`", "",
-      "## Setup", "",
-      f"- {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__}; every device is "
-      "a fake CPU device (`--xla_force_host_platform_device_count`) on the same cores, processes "
-      "on 127.0.0.1 with gloo collectives.",
+      *reports.setup_block(load_before, os.getloadavg())[:-1],
+      "- Every device is a fake CPU device (`--xla_force_host_platform_device_count`) on the same "
+      "cores, processes on 127.0.0.1 with gloo collectives.",
       f"- SASRec: the `amazon_beauty` preset's model (2 layers, hidden 64, max length 50) on the "
       f"synthetic dataset, global batch {GLOBAL_BATCH}, {_STEPS.value} timed steps after 5 "
       "warm-up steps, unpacked batches.",
       "- On these shared cores a ratio below 1 is the overhead of splitting and reducing, not a "
-      "loss of speed-up; accelerators spread the same work over real devices.",
-      f"- Load: 1-minute load average {load_before:.1f} before the run, "
-      f"{os.getloadavg()[0]:.1f} after it (2 is both cores busy).", "",
+      "loss of speed-up; accelerators spread the same work over real devices.", "",
       "## SASRec training", "",
       "| processes x devices | sequences/s | ratio to 1 x 1 | loss after the timed steps |",
       "|---|---|---|---|"]

@@ -2,6 +2,7 @@
 case, and the archive of finished runs holds their small outputs and is read once a run folder is gone."""
 
 import json
+import os
 
 import numpy as np
 
@@ -74,3 +75,24 @@ def test_setup_block_names_hardware_versions_and_load():
   assert lines[2].startswith("- Hardware: ") and "GiB of memory" in lines[2]
   assert f"numpy {np.__version__}" in lines[3]
   assert lines[4] == "- Load average (1, 5, 15 min) before / after: 1.00, 2.00, 3.00 / 0.50, 0.25, 0.12."
+
+
+def test_archived_files_name_no_machine_folders(tmp_path):
+  """reports.portable: absolute paths become relative to the repository root; relative paths, URLs
+  and plain text stay as they are."""
+  root = "/srv/repo"
+  value = {"data_dir": "/srv/shared/data", "n": 3, "runs": ["/srv/repo/runs/x", "../y", "a/b"],
+           "command": "python launch.py --workdir=/srv/runs/z --config.data_dir=/srv/shared/data",
+           "url": "https://example.org/a"}
+  assert reports.portable(value, root) == {
+      "data_dir": "../shared/data", "n": 3, "runs": ["runs/x", "../y", "a/b"],
+      "command": "python launch.py --workdir=../runs/z --config.data_dir=../shared/data",
+      "url": "https://example.org/a"}
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text('{"data_dir": "%s"}' % (tmp_path / "data"))
+  (run / "metrics.json").write_text('{"test/recall@20": 0.5}')
+  reports.archive_run(str(run), str(tmp_path / "archive"))
+  archived = json.loads((tmp_path / "archive" / "config.json").read_text())
+  assert archived["data_dir"] == os.path.relpath(str(tmp_path / "data"), reports.ROOT)
+  assert not archived["data_dir"].startswith("/")
