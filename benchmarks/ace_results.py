@@ -416,12 +416,19 @@ def anisotropy_section(dataset, extractor, out_dir):
     label = f"LLM embeddings E ({tag(extractor)})" if name == "llm" else LABELS[name]
     lines.append(f"| {label} | {s['dims']} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
                  f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |")
-  sweep = [(f"{lam:g}", stats[f"ace_lam{lam:g}"]) for lam in sweep_lams() if f"ace_lam{lam:g}" in stats]
+  sweep = [(lam, stats[f"ace_lam{lam:g}"]) for lam in sweep_lams() if f"ace_lam{lam:g}" in stats]
   if sweep:
-    lines += ["", f"ACE's initial table against λ ({tag(extractor)}; λ → ∞ tends to the raw row):", "",
-              "| λ | mean cos | top-10 σ share | effective rank | uniformity |", "|---|---|---|---|---|"]
-    lines += [f"| {lam} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
-              f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |" for lam, s in sweep]
+    # λ acts on absolute squared singular values, so λ / s_k^2 (k = hidden, the last kept direction)
+    # and the table's mean cosine compare a λ across extractors of different widths.
+    s_k2 = None if spectrum is None else float(np.asarray(spectrum)[hidden - 1]) ** 2
+    lines += ["", f"ACE's initial table against λ ({tag(extractor)}; λ → ∞ tends to the raw row; "
+              f"s_k² = {'not archived' if s_k2 is None else f'{s_k2:.2f}'} is the {hidden}th squared "
+              "singular value of the normalised embeddings):", "",
+              "| λ | λ / s_k² | mean cos | top-10 σ share | effective rank | uniformity |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {lam:g} | {'—' if s_k2 is None else f'{lam / s_k2:.3g}'} | {s['mean_cosine']:.3f} | "
+              f"{s['top10_sv_share']:.3f} | {s['effective_rank']:.1f} | {s['uniformity']:.3f} |"
+              for lam, s in sweep]
   png = f"ace_{dataset}_{tag(extractor)}_spectrum.png"
   if spectrum is not None:
     ace_plots.plot_spectra(spectrum, sweep_lams(), os.path.join(out_dir, png), k=hidden,

@@ -8,7 +8,9 @@ configs/sasrec.py's config with config.backbone = "bert4rec". Real datasets: the
 (DCheol/ACE recbole/properties/model/BERT4Rec.yaml merged with its dataset yaml, which wins where
 both set a value): 2 layers, 2 heads, hidden 128, inner 256, dropout .5, attention dropout .3,
 mask_ratio .2, ft_ratio .5, CE, max length 50, batch 256, early stopping on valid NDCG@10 with
-patience 10; Adam lr 5e-4 (its run.sh). Initialisers: configs/ace.py, --config.backbone=bert4rec.
+patience 10; Adam lr 5e-4 (the value the official run.sh passes; the official runs read no `lr`
+and train at 1e-4: configs/ace.py's `_last` presets). Initialisers: configs/ace.py,
+--config.backbone=bert4rec.
 """
 
 import ml_collections

@@ -40,6 +40,8 @@ def get_config(arg: str = "synthetic_tiny_llama") -> ml_collections.ConfigDict:
   config.text_sep = "; "
   config.lowercase = False
   config.prompt = "{text}"             # template around the item text, e.g. for a decoder LLM
+  config.text_template = "fields"      # fields | ace_official: "The beauty item has the following
+                                       # attributes: ..." over every field (recsys_core/item_text.py)
 
   config.pooling = "mean"              # mean over real tokens; "last": last real token (decoders)
   config.layer = -1                    # decoders: -1 = final norm output, k = after k blocks

@@ -7,7 +7,8 @@ configs/sasrec.py's config with config.backbone = "gru4rec". Real datasets: the 
 (DCheol/ACE recbole/properties/model/GRU4Rec.yaml merged with its dataset yaml, as RecBole merges
 them): embedding (item table) 128, GRU hidden 128, 1 layer, dropout .5 on the item embeddings, CE
 over all items, max length 50, batch 256, early stopping on valid NDCG@10 with patience 10; Adam lr
-5e-4 (its run.sh). Initialisers: configs/ace.py with --config.backbone=gru4rec.
+5e-4 (the value the official run.sh passes; the official runs read no `lr` and train at
+1e-4: configs/ace.py's `_last` presets). Initialisers: configs/ace.py with --config.backbone=gru4rec.
 """
 
 import ml_collections

@@ -56,6 +56,8 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.model.ft_ratio = 0.5          # share of batches that mask only each window's last item
   config.model.cloze_windows = "prefixes"  # prefixes: RecBole's augmented inputs | sequences: 1/user
   config.max_len = 50                  # RecBole MAX_ITEM_LIST_LENGTH
+  config.train_prefixes = "all"        # all: every training prefix (RecBole's augmentation) | last:
+                                       # each user's last one (the official ACE runs, --aug=False)
   config.item_init = ""                # optional .npy [num_items, hidden] initial item table (ACE)
   config.freeze_item_embedding = False     # True: the item table gets zero updates
 
@@ -93,6 +95,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.eval_every_epochs = 1
   config.early_stop_metric = "valid/ndcg@10"
   config.patience = 10                 # validations without improvement before stopping
+  config.early_stop_rule = "strict"    # strict: > the best | recbole: ties improve (recsys_core/loop.py)
   config.checkpoint_every_steps = 0    # extra mid-epoch checkpoints (0: after each validation)
   config.ks = (10, 20)
   config.recall_normalization = "size"     # one target per user: Recall@k = hit@k

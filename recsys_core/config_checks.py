@@ -38,6 +38,14 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "propensity_floor": (lambda v: 0 < v <= 1, "in (0, 1] (official .01)"),
 }
 
+# string field (at any depth) -> its allowed values
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train_prefixes": ("all", "last"),
+    "early_stop_rule": ("strict", "recbole"),
+    "id_init": ("normal", "uniform"),
+    "text_template": ("fields", "ace_official"),
+}
+
 
 def check(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raise ConfigError for the first out-of-range field or unsplittable batch.
@@ -69,6 +77,8 @@ def _check_ranges(config: ml_collections.ConfigDict, prefix: str) -> None:
     if isinstance(value, ml_collections.ConfigDict):
       _check_ranges(value, where)
       continue
+    if name in CHOICES and isinstance(value, str) and value not in CHOICES[name]:
+      raise ConfigError(f"{where}={value!r}: use one of {', '.join(CHOICES[name])}")
     if name not in RANGES or value is None or isinstance(value, (str, bool)):
       continue
     valid, wanted = RANGES[name]

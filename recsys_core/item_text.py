@@ -1,5 +1,12 @@
 """The text of an item as the papers embed it: `title: ...; brand: ...; categories: a, b, c; price: ...`.
 
+Templates (`item_texts(template=...)`):
+  "fields"        `title: X; brand: Y; ...` over the chosen fields (GRAM's prompts, our ACE runs).
+  "ace_official"  the ACE code's (DCheol/ACE preprocess/utils/text.py): "The beauty item has the
+                  following attributes: \n title: X; brand: Y; ...;" over every field of the
+                  item file (here: every field the reader has, in its order), empty fields skipped,
+                  the dataset named by its lowercase folder name ("beauty", "toys", "ml-1m").
+
 GRAM's fine prompts and ACE's embeddings both describe an item by its labelled metadata fields in a
 fixed order. The readers (`recsys_core/readers.py`) expose every dataset's fields under standard names
 (`title`, `brand`, `categories`, `price`, `year`, `genres`; lastfm's artist `name` is its `title`);
@@ -56,9 +63,35 @@ def dataset_fields(ds: Dataset, fields: Sequence[str] = ()) -> tuple[str, ...]:
   return chosen
 
 
+TEMPLATES = ("fields", "ace_official")
+
+
+def ace_official_label(dataset_name: str) -> str:
+  """The dataset's name in the ACE code's text: its folder name there ("amazon_beauty" -> "beauty")."""
+  return dataset_name.removeprefix("amazon_")
+
+
+def format_ace_official(values: Mapping[str, Optional[str]], fields: Sequence[str], label: str
+                        ) -> str:
+  """The ACE code's item text over `fields` (see the module docstring)."""
+  parts = [f"{field}: {' '.join(values[field].split())}" for field in fields
+           if values.get(field) is not None and values[field].strip()]
+  if not parts:
+    return f"The {label} item has no available attributes."
+  return f"The {label} item has the following attributes: \n " + "; ".join(parts) + ";"
+
+
 def item_texts(ds: Dataset, fields: Sequence[str] = (), sep: str = "; ",
-               lowercase: bool = False) -> list[str]:
-  """[num_items] text of every item of `ds`, index = dense item id (see `format_item`)."""
+               lowercase: bool = False, template: str = "fields") -> list[str]:
+  """[num_items] text of every item of `ds`, index = dense item id (see `format_item`; template
+  "ace_official": `format_ace_official` over `fields` or, when none are given, every field)."""
+  if template not in TEMPLATES:
+    raise ConfigError(f"config.text_template={template!r}: use one of {', '.join(TEMPLATES)}")
+  if template == "ace_official":
+    fields = dataset_fields(ds, fields or tuple(ds.item_text))
+    label = ace_official_label(ds.name)
+    return [format_ace_official({f: ds.item_text[f][i] for f in fields}, fields, label)
+            for i in range(ds.num_items)]
   fields = dataset_fields(ds, fields)
   columns = {f: ds.item_text[f] for f in fields}
   return [format_item({f: col[i] for f, col in columns.items()}, fields, sep, lowercase)

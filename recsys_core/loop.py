@@ -6,6 +6,10 @@ Config fields read (all families that train share them):
   eval_every_epochs   validate every this many epochs (and when training stops)
   early_stop_metric   validation key to maximise, e.g. "valid/ndcg@10"
   patience            stop after this many validations without improvement
+  early_stop_rule     "strict": a validation improves when its metric is > the best, and training
+                      stops after `patience` non-improving ones | "recbole": RecBole's
+                      `early_stopping` on metrics rounded to 4 decimals (its metric_decimal_place):
+                      a tie counts as an improvement, and it stops after patience + 1 non-improving
   checkpoint_every_steps  extra mid-epoch checkpoints (0: only after each validation)
   progress            tqdm bars
 
@@ -49,6 +53,7 @@ import tqdm
 from recsys_core import records
 from recsys_core import train
 from recsys_core.checkpoint import Checkpoints
+from recsys_core.errors import ConfigError
 from recsys_core.workdir import disk_full_as_error
 
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped on SIGTERM after a checkpoint; rerun to resume
@@ -108,6 +113,27 @@ class EpochBatches(Protocol):
 
   def epoch(self, epoch: int, start: int = 0) -> Iterator[Any]:
     """Host batches number start.. of `epoch` (process-local numpy pytrees)."""
+
+
+EARLY_STOP_RULES = ("strict", "recbole")
+
+
+def improved(value: float, best: float | None, rule: str) -> bool:
+  """Whether a validation metric `value` improves on `best` (None: the first validation) under
+  config.early_stop_rule (see the module docstring)."""
+  if rule not in EARLY_STOP_RULES:
+    raise ConfigError(f"config.early_stop_rule={rule!r}: use 'strict' or 'recbole'")
+  if best is None:
+    return True
+  if rule == "recbole":
+    return round(value, 4) >= round(best, 4)
+  return value > best
+
+
+def patience_spent(bad_evals: int, patience: int, rule: str) -> bool:
+  """Whether training stops after `bad_evals` consecutive non-improving validations (RecBole's
+  `early_stopping` stops once cur_step > stopping_step)."""
+  return bad_evals > patience if rule == "recbole" else bad_evals >= patience
 
 
 def initial_meta() -> dict:
@@ -205,12 +231,12 @@ def _train_loop(config, workdir, state, step_fn, batches, mesh, validate, checkp
               "time/train_s": train_s, "time/valid_s": time.perf_counter() - start}
     meta["loss_sum"], meta["loss_count"] = 0.0, 0
     value = valid[config.early_stop_metric]
-    if meta["best_metric"] is None or value > meta["best_metric"]:
+    if improved(value, meta["best_metric"], config.early_stop_rule):
       meta.update(best_metric=value, best_step=step, best_epoch=meta["epoch"], bad_evals=0)
       checkpoints.save("best", state, meta)
     else:
       meta["bad_evals"] += 1
-      meta["stopped"] = meta["bad_evals"] >= config.patience
+      meta["stopped"] = patience_spent(meta["bad_evals"], config.patience, config.early_stop_rule)
     record["best/" + config.early_stop_metric] = meta["best_metric"]
     with disk_full_as_error(log_path):
       records.append_jsonl(log_path, record)

@@ -97,9 +97,9 @@ def train_batches(config: ml_collections.ConfigDict, ds: Dataset):
   """Epochs of training batches: next-item examples (`seqrec.data.Batches`), or BERT4Rec's cloze
   batches (`seqrec.cloze.ClozeBatches`); `.examples` has the number of examples as its len."""
   if name(config) != "bert4rec":
-    return data_lib.Batches(data_lib.train_examples(ds, config.max_len), config.batch_size,
-                            config.seed, config.pack_multiple)
+    return data_lib.Batches(data_lib.train_examples(ds, config.max_len, config.train_prefixes),
+                            config.batch_size, config.seed, config.pack_multiple)
   m = config.model
-  windows = cloze.cloze_windows(ds, config.max_len, m.cloze_windows)
+  windows = cloze.cloze_windows(ds, config.max_len, m.cloze_windows, config.train_prefixes)
   return cloze.ClozeBatches(windows, config.batch_size, config.seed, ds.num_items + 1,
                             m.mask_ratio, m.ft_ratio, config.pack_multiple)

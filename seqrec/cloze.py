@@ -3,7 +3,8 @@
 Windows (`cloze_windows`), config.model.cloze_windows:
   "prefixes"   RecBole: its sequential dataset is augmented for every model, so BERT4Rec trains on
                the inputs of SASRec's examples (`seqrec.data.train_examples`: seq[max(0, j -
-               max_len):j] for j = 1..t-1; the next-item target is not used).
+               max_len):j] for j = 1..t-1, or only j = t-1 with config.train_prefixes="last";
+               the next-item target is not used).
   "sequences"  the original BERT4Rec: one window per user, the last max_len items of the training
                prefix seq[:t].
 
@@ -53,10 +54,12 @@ class Windows:
     return data_lib.padded_windows(self.items, self.ends[index], self.lengths[index], self.max_len)
 
 
-def cloze_windows(ds: Dataset, max_len: int, kind: str = "prefixes") -> Windows:
-  """The training windows of `ds` under leave-one-out (see the module docstring)."""
+def cloze_windows(ds: Dataset, max_len: int, kind: str = "prefixes", prefixes: str = "all"
+                  ) -> Windows:
+  """The training windows of `ds` under leave-one-out (see the module docstring); with kind
+  "prefixes", the inputs of `seqrec.data.train_examples(ds, max_len, prefixes)`."""
   if kind == "prefixes":
-    ex = data_lib.train_examples(ds, max_len)
+    ex = data_lib.train_examples(ds, max_len, prefixes)
     return Windows(ex.items, ex.targets, ex.lengths, max_len)
   if kind == "sequences":
     t = leave_one_out_train_lengths(ds)

@@ -1,9 +1,10 @@
 """SASRec inputs on the host (numpy): training examples as RecBole builds them, and eval histories.
 
-Training examples (RecBole's `SequentialDataset.prepare_data_augmentation` + leave-one-out): for
-every user with training prefix seq[:t] (t = `recsys_core.splits.leave_one_out_train_lengths`), every
+Training examples (RecBole's `SequentialDataset.data_augmentation` + leave-one-out): for every
+user with training prefix seq[:t] (t = `recsys_core.splits.leave_one_out_train_lengths`), every
 position j = 1..t-1 is one example: input seq[max(0, j - max_len):j] (the last max_len items before
-j), target seq[j]. Inputs are RIGHT-padded with 0 and ids are shifted by one (item i -> i + 1).
+j), target seq[j]. With prefixes="last" only j = t-1 is: one example per user, the official ACE runs'
+protocol (their `run.sh` passes `--aug=False`, which keeps each user's last training prefix). Inputs are RIGHT-padded with 0 and ids are shifted by one (item i -> i + 1).
 The validation example of a user is seq[:t] -> seq[t]; the test example seq[:t+1] -> seq[t+1].
 
 Batches: an epoch visits the examples in `np.random.default_rng([seed, epoch]).permutation`, so the
@@ -68,12 +69,24 @@ class Examples:
             "targets": (self.items[self.targets[index]] + 1).astype(np.int32)}
 
 
-def train_examples(ds: Dataset, max_len: int) -> Examples:
-  """Every prefix of every user's leave-one-out training sequence (see the module docstring)."""
+TRAIN_PREFIXES = ("all", "last")
+
+
+def train_examples(ds: Dataset, max_len: int, prefixes: str = "all") -> Examples:
+  """The training examples of `ds` (see the module docstring).
+
+  prefixes: "all" (every prefix of each user's leave-one-out training sequence, RecBole's
+  augmentation) | "last" (each user's last training prefix only).
+  """
+  if prefixes not in TRAIN_PREFIXES:
+    raise ConfigError(f"config.train_prefixes={prefixes!r}: use 'all' (every prefix) or 'last' "
+                      "(each user's last training prefix)")
   t = leave_one_out_train_lengths(ds)
   user = ds.user_of_interaction()
   pos = np.arange(ds.num_interactions) - ds.indptr[user]
   is_target = (pos >= 1) & (pos < t[user])
+  if prefixes == "last":
+    is_target &= pos == t[user] - 1
   targets = np.flatnonzero(is_target).astype(np.int64)
   return Examples(items=ds.items, targets=targets,
                   lengths=np.minimum(pos[targets], max_len).astype(np.int64), max_len=max_len)

@@ -45,6 +45,18 @@ def test_out_of_range_lae_fields_are_named(fields, message):
     config_checks.check(_with(lae_configs.get_config("rdlae_synthetic"), **fields), 1)
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"train_prefixes": "first"}, r"config.train_prefixes='first': use one of all, last"),
+    ({"early_stop_rule": "loose"}, r"config.early_stop_rule='loose': use one of strict, recbole"),
+    ({"init__id_init": "xavier"}, r"config.init.id_init='xavier': use one of normal, uniform"),
+])
+def test_unknown_choices_are_named(fields, message):
+  config = sasrec_configs.get_config("synthetic")
+  config_checks.check(config, device_count=1)
+  with pytest.raises(ConfigError, match=message):
+    config_checks.check(_with(config, **fields), device_count=1)
+
+
 def test_batch_that_the_mesh_cannot_split_is_refused():
   config = _with(sasrec_configs.get_config("synthetic"), batch_size=250, pack_multiple=0)
   config_checks.check(config, device_count=2)

@@ -175,7 +175,9 @@ def test_alphafuse_id_embeddings_follow_id_init():
     assert abs(ids.mean() - mean) < 0.03 and abs(ids.std() - std) < 0.03, (id_init, ids.mean())
     if low is not None:
       assert ids.min() >= low and ids.max() < 1.0
-  assert ace_configs.get_config("amazon_beauty_alphafuse_smollm2").init.id_init == "uniform"
+  # Alphafuse_SASRec.yaml (DCheol/ACE): init_type normal, nn.init.normal_(weight, 0, 1).
+  official = ace_configs.get_config("amazon_beauty_alphafuse_smollm2").init
+  assert (official.id_init, official.id_init_std) == ("normal", 1.0)
   with pytest.raises(ValueError, match="config.init.id_init='beta'"):
     initialisers.build(tiny_config("alphafuse", id_init="beta"), ds)
 
@@ -293,3 +295,17 @@ def test_precomputed_npy_is_used_as_given(tmp_path):
   from_bow = initialisers.build(tiny_config("ace"), synthetic())
   np.testing.assert_array_equal(from_file.item_table, from_bow.item_table)
   assert 0.7 < float(np.mean(x @ x.T)) < 0.95  # an anisotropic cone, like LLM embeddings
+
+
+def test_last_presets_are_the_official_runs_protocol():
+  # DCheol/ACE run.sh: --aug=False (one training prefix per user); its --lr is read by no code, so
+  # beauty.yaml's learning_rate 1e-4, epochs 400, stopping_step 10 (RecBole's rule) apply.
+  assert ace_configs.parse("amazon_beauty_whitenrec_plus_minilm_last") == (
+      "amazon_beauty", "whitenrec_plus", "minilm", True)
+  assert ace_configs.parse("amazon_toys_id") == ("amazon_toys", "id", "", False)
+  c = ace_configs.get_config("amazon_beauty_ace_minilm_last")
+  assert (c.train_prefixes, c.learning_rate, c.epochs, c.patience, c.early_stop_rule,
+          c.early_stop_metric) == ("last", 1e-4, 400, 10, "recbole", "valid/ndcg@10")
+  assert ace_configs.get_config("ml-1m_id_last").early_stop_metric == "valid/ndcg@20"
+  ours = ace_configs.get_config("amazon_beauty_ace_minilm")
+  assert (ours.train_prefixes, ours.learning_rate, ours.early_stop_rule) == ("all", 5e-4, "strict")

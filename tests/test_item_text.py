@@ -28,6 +28,24 @@ def test_format_item_orders_fields_and_skips_missing():
   assert item_text.format_item(values, ("brand", "extra")) == ""
 
 
+def test_ace_official_template_is_the_ace_codes_string():
+  # DCheol/ACE preprocess/utils/text.py: f"The {dataset} item has the following attributes: \n "
+  # + "; ".join("name: value") + ";" over every non-empty field, in file order.
+  ds = Dataset(name="amazon_beauty", user_ids=np.array(["u"]), item_ids=np.array(["a", "b", "c"]),
+               indptr=np.array([0, 1]), items=np.array([0], np.int32),
+               item_text={"title": ["OPI  Nail", "Balm", None], "brand": ["OPI", "", None],
+                          "salesrank": ["3", "9", None]})
+  texts = item_text.item_texts(ds, template="ace_official")
+  assert texts == ["The beauty item has the following attributes: \n title: OPI Nail; brand: OPI; "
+                   "salesrank: 3;",
+                   "The beauty item has the following attributes: \n title: Balm; salesrank: 9;",
+                   "The beauty item has no available attributes."]
+  assert item_text.item_texts(ds, ("brand",), template="ace_official")[0] == (
+      "The beauty item has the following attributes: \n brand: OPI;")
+  with pytest.raises(ValueError, match="config.text_template='ace'"):
+    item_text.item_texts(ds, template="ace")
+
+
 def test_synthetic_items_have_title_brand_categories():
   ds = synthetic.make_synthetic()
   texts = item_text.item_texts(ds)

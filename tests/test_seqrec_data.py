@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from recsys_core import metrics as metrics_lib
 from recsys_core.dataset import Dataset
+from recsys_core.errors import ConfigError
 from seqrec import data
 from seqrec import run
 
@@ -30,6 +31,19 @@ def test_training_examples_are_every_prefix_of_the_training_part():
   np.testing.assert_array_equal(batch["targets"], [2, 3, 4, 5, 5])
   np.testing.assert_array_equal(batch["inputs"], [[1, 0, 0], [1, 2, 0], [1, 2, 3], [2, 3, 4],
                                                   [4, 0, 0]])
+
+
+def test_last_training_prefix_only_is_one_example_per_user():
+  examples = data.train_examples(DS, max_len=3, prefixes="last")
+  batch = examples.batch(np.arange(len(examples)))
+  # The official ACE runs (--aug=False): user 0's last training target is item 4 (input 1, 2, 3).
+  np.testing.assert_array_equal(batch["targets"], [5, 5])
+  np.testing.assert_array_equal(batch["inputs"], [[2, 3, 4], [4, 0, 0]])
+  every = data.train_examples(DS, max_len=3)
+  last_of_each_user = [3, 4]  # the last example of user 0 and of user 2 among all prefixes
+  np.testing.assert_array_equal(examples.targets, every.targets[last_of_each_user])
+  with pytest.raises(ConfigError, match="config.train_prefixes='first'"):
+    data.train_examples(DS, max_len=3, prefixes="first")
 
 
 def test_eval_histories_valid_and_test():

@@ -18,6 +18,10 @@ def test_beauty_examples_and_eval_sets_follow_recbole(data_dir):
   examples = data.train_examples(ds, max_len=50)
   # RecBole: n - 1 prefixes per user, the last two are the valid and test examples.
   assert len(examples) == int((n - 3).sum()) == 131413
+  # The official ACE runs' protocol: one example per user (every Beauty user has >= 5 items).
+  last = data.train_examples(ds, max_len=50, prefixes="last")
+  assert len(last) == ds.num_users
+  np.testing.assert_array_equal(last.targets, ds.indptr[1:] - 3)
   longest = int(np.argmax(n))  # 204 items: inputs are the last 50 before the target
   test = data.eval_histories(ds, 50, "test")[longest]
   np.testing.assert_array_equal(test, ds.sequence(longest)[-51:-1] + 1)

@@ -48,15 +48,19 @@ def versions() -> dict[str, str]:
 
 
 def template(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return {"fields": list(config.text_fields), "sep": config.text_sep,
-          "lowercase": bool(config.lowercase), "prompt": config.prompt}
+  out = {"fields": list(config.text_fields), "sep": config.text_sep,
+         "lowercase": bool(config.lowercase), "prompt": config.prompt}
+  if config.text_template != "fields":  # cache keys of the default template stay as they were
+    out["text_template"] = config.text_template
+  return out
 
 
 def texts_to_embed(config: ml_collections.ConfigDict, ds: Dataset) -> list[str]:
   """[num_items] model inputs: each item's text (recsys_core/item_text.py) inside config.prompt."""
   if "{text}" not in config.prompt:
     raise ConfigError(f"config.prompt {config.prompt!r} lacks the '{{text}}' placeholder")
-  texts = item_text.item_texts(ds, tuple(config.text_fields), config.text_sep, config.lowercase)
+  texts = item_text.item_texts(ds, tuple(config.text_fields), config.text_sep, config.lowercase,
+                               config.text_template)
   return [config.prompt.replace("{text}", t) for t in texts]
 
 
