@@ -11,6 +11,8 @@ src/arguments.py and command/train_gram_*.sh):
   an ID inside a prompt is written `|tok|tok|...`; after tokenisation the "|" tokens are removed,
     so the prompt carries exactly the ID's level tokens (`item_id_type="split"`);
   each prompt is cut to 128 tokens ending in EOS: the first 127 tokens + EOS when longer.
+The collator's filter drops every "|" token, also those of the item text (`skin & hair | facial
+toner` -> `skin & hair facial toner`): text segments lose each "|" with the space before it.
 Here a prompt is a list of segments, text (str) or a lexical ID (tuple of words); text segments
 are tokenised, ID words are looked up (one token each), so no "|" ever reaches the tokens.
 `render` gives the official string form. With k = 0 neighbours (the "w/o collaborative" ablation)
@@ -19,6 +21,7 @@ the `; similar items: ...` part is left out, with no text the `; {text}` part.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence, Union
 
 import numpy as np
@@ -36,6 +39,7 @@ ITEM_PREFIX = "item: "
 NEIGHBOURS_PREFIX = "; similar items: "
 NEIGHBOUR_SEP = ", "
 TEXT_PREFIX = "; "
+BAR = re.compile(r" ?\|")  # the official collator's dropped tokens "|" and "▁|"
 
 
 def user_prompt(history: Sequence[Sequence[str]]) -> list[Segment]:
@@ -90,7 +94,7 @@ class PromptEncoder:
   def _encode_text(self, text: str, continuation: bool) -> list[int]:
     key = (text, continuation)
     if key not in self._text:
-      self._text[key] = self.tokenizer.encode(text, continuation=continuation)
+      self._text[key] = self.tokenizer.encode(BAR.sub("", text), continuation=continuation)
     return self._text[key]
 
   def token_ids(self, segments: Sequence[Segment]) -> list[int]:

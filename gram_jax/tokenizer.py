@@ -30,6 +30,7 @@ extra ids at all.
 from __future__ import annotations
 
 import io
+import json
 import os
 from typing import Callable, Iterable, Sequence
 
@@ -48,9 +49,11 @@ class Tokenizer:
 
   def __init__(self, pieces: Sequence[str], encode_fn: Callable[[str], list[int]],
                special_ids: Iterable[int], pad_id: int, eos_id: int, unk_id: int,
-               extra_words: Sequence[str] = (), source: str = ""):
+               extra_words: Sequence[str] = (), source: str = "",
+               encode_glued_fn: Callable[[str], list[int]] | None = None):
     self._pieces = list(pieces)
     self._encode_fn = encode_fn
+    self._encode_glued_fn = encode_glued_fn
     self.special_ids = frozenset(int(i) for i in special_ids)
     self.pad_id, self.eos_id, self.unk_id = int(pad_id), int(eos_id), int(unk_id)
     self.base_size = len(self._pieces)
@@ -70,12 +73,16 @@ class Tokenizer:
 
   def encode(self, text: str, continuation: bool = False) -> list[int]:
     """Token ids of `text` (no EOS). continuation: the text continues a preceding token (it is
-    glued to an ID word, e.g. "; similar items: "), so a leading bare word-start token "▁" that
-    the tokenizer adds for text not starting with a space is dropped."""
-    ids = self._encode_fn(text)
-    if continuation and ids and ids[0] == self._start and not text[:1].isspace():
-      ids = ids[1:]
-    return ids
+    glued to an ID word, e.g. "; similar items: "), so it gets no leading word start: it is
+    tokenised as inside the official prompt string (`|ren; similar` -> `ren` `;`, not `▁;`), by
+    the vocabulary's encoder without its dummy "▁" prefix where the tokenizer has one, else by
+    dropping a leading bare "▁" token."""
+    if continuation and not text[:1].isspace():
+      if self._encode_glued_fn is not None:
+        return self._encode_glued_fn(text)
+      ids = self._encode_fn(text)
+      return ids[1:] if ids and ids[0] == self._start else ids
+    return self._encode_fn(text)
 
   def tokens(self, text: str) -> list[str]:
     """The token strings of `text` (what the lexical IDs are named with)."""
@@ -107,7 +114,7 @@ class Tokenizer:
       return self
     return Tokenizer(self._pieces[:self.base_size], self._encode_fn, self.special_ids,
                      self.pad_id, self.eos_id, self.unk_id, self.extra_words + tuple(missing),
-                     self.source)
+                     self.source, self._encode_glued_fn)
 
 
 def _require(value: int, what: str, source: str) -> int:
@@ -118,13 +125,20 @@ def _require(value: int, what: str, source: str) -> int:
 
 def from_sentencepiece_proto(proto: bytes, source: str = "sentencepiece") -> Tokenizer:
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
   sp = spm.SentencePieceProcessor(model_proto=proto)
+  # The same model without the dummy "▁" prefix: text glued to a preceding token.
+  model = sentencepiece_model_pb2.ModelProto()
+  model.ParseFromString(proto)
+  model.normalizer_spec.add_dummy_prefix = False
+  glued = spm.SentencePieceProcessor(model_proto=model.SerializeToString())
   size = sp.get_piece_size()
   special = [i for i in range(size) if sp.is_control(i) or sp.is_unknown(i)]
   return Tokenizer([sp.id_to_piece(i) for i in range(size)],
                    lambda text: sp.encode(text, out_type=int), special,
                    _require(sp.pad_id(), "pad", source), _require(sp.eos_id(), "eos", source),
-                   _require(sp.unk_id(), "unk", source), source=source)
+                   _require(sp.unk_id(), "unk", source), source=source,
+                   encode_glued_fn=lambda text: glued.encode(text, out_type=int))
 
 
 def load_sentencepiece(path: str) -> Tokenizer:
@@ -145,10 +159,35 @@ def load_hf_json(path: str) -> Tokenizer:
   pieces = [tok.id_to_token(i) or "" for i in range(size)]
   special = [i for i, t in tok.get_added_tokens_decoder().items() if t.special]
   ids = {name: tok.token_to_id(name) for name in ("<pad>", "</s>", "<unk>")}
+  glued = _without_prefix_space(tok)
   return Tokenizer(pieces, lambda text: tok.encode(text, add_special_tokens=False).ids, special,
                    _require(ids["<pad>"], "pad <pad>", path),
                    _require(ids["</s>"], "eos </s>", path),
-                   _require(ids["<unk>"], "unk <unk>", path), source=path)
+                   _require(ids["<unk>"], "unk <unk>", path), source=path,
+                   encode_glued_fn=glued and (
+                       lambda text: glued.encode(text, add_special_tokens=False).ids))
+
+
+def _without_prefix_space(tok):
+  """A copy of an HF tokenizer whose Metaspace pre-tokenizers add no "▁" before the text (T5's
+  tokenizer.json: prepend_scheme "always"), or None when it has none."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  spec = json.loads(tok.to_str())
+  found = []
+
+  def visit(node):
+    if isinstance(node, dict):
+      if node.get("type") == "Metaspace":
+        node["prepend_scheme"], node["add_prefix_space"] = "never", False
+        found.append(node)
+      for value in node.values():
+        visit(value)
+    elif isinstance(node, list):
+      for value in node:
+        visit(value)
+
+  visit(spec.get("pre_tokenizer"))
+  return tokenizers.Tokenizer.from_str(json.dumps(spec)) if found else None
 
 
 def train_sentencepiece(texts: Sequence[str], path: str, vocab_size: int = 8000,

@@ -71,6 +71,19 @@ def test_hf_tokenizer_json_backend(tmp_path):
   assert (hf.pad_id, hf.eos_id, hf.unk_id) == (0, 1, 2)
   assert hf.tokens("red nail") == ["▁red", "▁nail"]
   assert {0, 1, 2} <= hf.special_ids
+  # Glued to a preceding token: no word start ("red" spelt r e d, not ▁red).
+  assert [hf.token(i) for i in hf.encode("red nail", continuation=True)] == ["r", "e", "d", "▁nail"]
+  assert hf.encode(" red", continuation=True) == hf.encode(" red")
+
+
+def test_text_glued_to_an_id_has_no_word_start_as_in_the_official_string(tmp_path):
+  # "|ren; similar" is one word of the official prompt string: T5 reads `;`, never `▁;`.
+  texts = ["a; b; c, d; e"] * 50 + ["ren; similar items: x, y"] * 50
+  tok = tok_lib.train_sentencepiece(texts, str(tmp_path / "t.model"), vocab_size=60)
+  assert tok.tokens("; similar")[0] in ("▁;", "▁")
+  glued = [tok.token(i) for i in tok.encode("; similar", continuation=True)]
+  assert glued[0] == ";" and "".join(glued).replace("▁", " ") == "; similar"
+  assert tok.with_words(["zz"]).encode("; x", True) == tok.encode("; x", True)
 
 
 # --- prompts ------------------------------------------------------------------------------------

@@ -24,19 +24,12 @@ The item text itself is not compared: the official `item_plain_text.txt` is not 
 item text stands in for it on the official side (see benchmarks/results/gram.md, "Parity with the
 official pipeline").
 
-Two known differences, both in the item prompts (strict xfail tests below, one each; the other
-tests compare item prompts with both taken out, `_known`):
-1. Text glued to a preceding ID (`; similar items: `, the `, ` between neighbours, the `; ` before
-   the item text) has no space before it in the official string (`|▁loss|ren; similar`), so T5
-   reads `ren` `;`. Ours tokenises it on its own and our vocabulary has the pieces `▁;` and `▁,`,
-   which the continuation rule (drop a leading bare `▁` token) does not catch: the model reads
-   `ren` `▁;` (decoded: `lossren ; similar items: ab , cd ; title: ...`). Every item prompt.
-2. The official collator drops every "|" token, also those of the item text (`skin & hair |
-   facial toner` -> `skin & hair facial toner`); ours keeps them. 54 of Beauty's 12,101 items.
+Item prompts once differed in two places, now tested equal: text glued to a preceding ID (`|ren;
+similar`) is tokenised without a word start (`ren` `;`, not `▁;`), and the "|" of the item text is
+dropped as the official collator drops every "|" token.
 """
 
 import os
-import re
 import types
 
 import numpy as np
@@ -54,20 +47,6 @@ pytestmark = pytest.mark.slow
 
 NUM_USERS = 200  # the first 200 lines of user_sequence.txt
 WIDE = 512       # tokens per prompt of the untruncated tables (Beauty's longest prompt: ~300)
-
-
-def _space_before_punct_removed(text: str) -> str:
-  """Known difference 1 taken out: no space before ";" or ","."""
-  return re.sub(r" ([;,])", r"\1", text)
-
-
-def _bars_removed(text: str) -> str:
-  """Known difference 2 taken out: the official rule for "|" applied (gram_official.model_view)."""
-  return re.sub(r" ?\|", "", text)
-
-
-def _known(text: str) -> str:
-  return _space_before_punct_removed(_bars_removed(text))
 
 
 # --- the two pipelines --------------------------------------------------------------------------
@@ -154,8 +133,6 @@ def _compare(ours, examples, wide_examples, index, samples) -> list[str]:
         errors.append(f"{where} prompt {p}: longer than WIDE={WIDE} tokens")
         continue
       got, want = reader.text(wide_row), official.model_view(prompt)
-      if p:  # item prompts: equal up to the known differences
-        got, want = _known(got), _known(want)
       if got != want:
         errors.append(f"{where} prompt {p}:\n  ours     {got!r}\n  official {want!r}")
       truncated = official.truncate(reader.tokens(wide_row), prompt_len,
@@ -259,29 +236,20 @@ def test_trie_holds_exactly_the_official_candidates(beauty):
   assert trie.max_len + 1 == max(len(c) for c in candidates) + 1
 
 
-def _item_prompt_mismatches(beauty, canonical) -> list[str]:
-  """Item prompts of the 200 users' items that differ after `canonical` (applied to both sides)."""
+def _item_prompt_mismatches(beauty) -> list[str]:
+  """Item prompts of the 200 users' items that differ from the official ones."""
   ours, theirs = beauty
   reader = _Reader(ours.tokenizer)
   index = {a: i for i, a in enumerate(ours.ds.item_ids)}
   errors = []
   for asin in sorted({i for seq in theirs.seqs.values() for i in seq}):
-    got = canonical(reader.text(ours.wide.item_prompts[index[asin]]))
-    want = canonical(official.model_view(theirs.item2input[asin]))
+    got = reader.text(ours.wide.item_prompts[index[asin]])
+    want = official.model_view(theirs.item2input[asin])
     if got != want:
       errors.append(f"{asin}:\n  ours     {got!r}\n  official {want!r}")
   return errors
 
 
-@pytest.mark.xfail(strict=True, reason="known difference 1 (module docstring): a word start before "
-                   "';' and ',' glued to an ID in item prompts")
-def test_item_prompts_have_no_space_after_ids(beauty):
-  errors = _item_prompt_mismatches(beauty, _bars_removed)
-  assert not errors, _report(errors, "item-prompt")
-
-
-@pytest.mark.xfail(strict=True, reason="known difference 2 (module docstring): '|' of the item text "
-                   "kept")
-def test_item_prompts_drop_the_bars_of_the_item_text(beauty):
-  errors = _item_prompt_mismatches(beauty, _space_before_punct_removed)
+def test_item_prompts_equal_the_official_ones(beauty):
+  errors = _item_prompt_mismatches(beauty)
   assert not errors, _report(errors, "item-prompt")
