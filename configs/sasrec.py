@@ -76,6 +76,8 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.init.pca_dim = 1536           # LLMEmb: frozen PCA size (capped at min(d, num_items - 1))
   config.init.null_dim = 0             # AlphaFuse: ID columns (0: hidden // 2, official 64 of 128)
   config.init.cover = False            # AlphaFuse: ID columns replace (True) / add to (False) them
+  config.init.definition = "paper"     # paper | ace_code: the ACE authors' baseline files
+                                       # (whitenrec, llmemb, llm2x; seqrec/initialisers.py)
   config.init.id_init = "normal"       # AlphaFuse: ID embeddings ~ N(0, id_init_std) | "uniform": U[0, 1)
   config.init.id_init_std = 1.0        # (AlphaFuse's own code: N(0, 1))
   config.init.bow_dims = 96            # embeddings="bow": size of the bag-of-words stand-in

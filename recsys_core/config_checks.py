@@ -44,6 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "early_stop_rule": ("strict", "recbole"),
     "id_init": ("normal", "uniform"),
     "text_template": ("fields", "ace_official"),
+    "definition": ("paper", "ace_code"),
 }
 
 

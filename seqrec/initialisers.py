@@ -22,6 +22,15 @@ inputs is the table that scores the outputs. config.init.kind selects:
                   as the ACE authors run it as a baseline).
 raw, llm2x and ace tables are rescaled to the global std init.scale (ACE official 0.1) when > 0.
 
+init.definition="ace_code" switches three baselines to the ACE authors' own files (DCheol/ACE at
+f83342a, recbole/model/sequential_recommender/*_sasrec.py), where those differ from the methods'
+papers and code (the default, "paper"):
+  whitenrec  the ACE code computes a whitening but feeds the CENTRED, unwhitened E to
+             Linear(d, d/2) -> ReLU -> Linear(d/2, h) (torch's default init, no dropout);
+  llmemb     the adapter's kernels N(0, 0.02) and zero biases (SASRec's _init_weights);
+  llm2x      the PCA table is not rescaled (init.scale ignored).
+The other kinds are already as the ACE code runs them; whitenrec_plus has no ACE-code variant here.
+
 Facts from the official code (ours is written from them):
 - WhitenRec / WhitenRec+ (DWSRec, lzz0007/DWSRec, same authors): whitening centres the embeddings,
   cov = X^T X / N, W = U S^-1/2 U^T (ZCA, "svd" engine); group whitening splits the d columns into G
@@ -40,8 +49,9 @@ Facts from the official code (ours is written from them):
   standardise (U_k S_k^-1/2) the top `hidden` directions, freeze them; ID embeddings N(0, 1) of
   null_dim (default 64 with hidden 128) columns are ADDED to the last null_dim semantic columns
   (cover=False, the default) or replace them (cover=True). The ACE authors' own AlphaFuse baseline
-  (a RecBole port of the same table, beside their ACE item embedding) draws the ID embeddings from
-  U[0, 1) instead (init_type="uniform", ID_dim = hidden / 2): configs/ace.py follows them.
+  (a RecBole port of the same table, DCheol/ACE alphafuse_sasrec.py with Alphafuse_SASRec.yaml
+  init_type "normal") draws them from N(0, 1) too, ID_dim = hidden / 2 (id_init="uniform": U[0, 1),
+  an option).
 - LLM2X: PCA of the LLM embeddings to the hidden size initialises a trainable table.
 - AlphaRec (the ACE authors' baseline, DCheol/ACE recbole/model/sequential_recommender/
   alpharec_{sasrec,gru4rec,bert4rec}.py, AlphaRec_Item_Embedding): the raw LLM embeddings (the
@@ -77,6 +87,7 @@ from seqrec import backbones
 from recsys_core.errors import ConfigError
 from recsys_core.precision import HIGHEST
 
+DEFINITIONS = ("paper", "ace_code")
 KINDS = ("id", "raw", "llm2x", "whitenrec", "whitenrec_plus", "llmemb", "alphafuse", "alpharec",
          "ace")
 
@@ -148,18 +159,20 @@ class LLMEmbTable(FrozenInputTable):
   intermediate never formed: the per-step cost over the whole table falls from rows * D * (D/2 +
   hidden) to rows * D * hidden multiply-adds (2.25x fewer with D = 576, hidden 128). The parameters
   are those of the two nn.Dense layers ("adapter_0", "adapter_1": kernel, bias), initialised as
-  LLMEmb's (`xavier_normal`, `torch_default_bias`).
+  LLMEmb's (`xavier_normal`, `torch_default_bias`) or, scheme "normal", as the ACE code's LLMEmb
+  baseline (N(0, 0.02) kernels, zero biases).
   """
   rows: int
   dims: int
   hidden: int
+  scheme: str = "xavier"
 
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
     del deterministic  # no dropout in LLMEmb's adapter
     base = self.frozen_input("frozen_base", (self.rows, self.dims))
-    k0, b0 = DenseParams(self.dims, self.dims // 2, name="adapter_0")()
-    k1, b1 = DenseParams(self.dims // 2, self.hidden, name="adapter_1")()
+    k0, b0 = DenseParams(self.dims, self.dims // 2, self.scheme, name="adapter_0")()
+    k1, b1 = DenseParams(self.dims // 2, self.hidden, self.scheme, name="adapter_1")()
     return base @ (k0 @ k1) + (b0 @ k1 + b1)
 
 
@@ -175,12 +188,17 @@ def torch_default_bias(fan_in: int):
 
 class DenseParams(nn.Module):
   """The kernel [inputs, features] and bias [features] of an nn.Dense, initialised as LLMEmb's
-  torch.nn.Linear layers (`xavier_normal` kernel, `torch_default_bias`)."""
+  torch.nn.Linear layers (scheme "xavier": `xavier_normal` kernel, `torch_default_bias`) or as
+  RecBole's SASRec _init_weights (scheme "normal": N(0, 0.02) kernel, zero bias)."""
   inputs: int
   features: int
+  scheme: str = "xavier"
 
   @nn.compact
   def __call__(self) -> tuple:
+    if self.scheme == "normal":
+      return (self.param("kernel", nn.initializers.normal(0.02), (self.inputs, self.features)),
+              self.param("bias", nn.initializers.zeros, (self.features,)))
     return (self.param("kernel", xavier_normal, (self.inputs, self.features)),
             self.param("bias", torch_default_bias(self.inputs), (self.features,)))
 
@@ -215,25 +233,32 @@ class AlphaRecTable(FrozenInputTable):
   """adapter(frozen raw E): Linear(d, d // 2) -> LeakyReLU(0.01) -> Linear(d // 2, hidden).
 
   scheme: the adapter's init, "normal" (N(0, 0.02) kernels, zero biases: SASRec's / BERT4Rec's
-  _init_weights) or "xavier" (`xavier_normal` kernels, `torch_default_bias`: GRU4Rec's).
+  _init_weights), "xavier" (`xavier_normal` kernels, `torch_default_bias`: GRU4Rec's) or "torch"
+  (torch.nn.Linear's own: kernel and bias U(+-1/sqrt(fan_in))). activation: "leaky_relu"
+  (AlphaRec) or "relu" (the ACE code's WhitenRec adapter over its centred input).
   """
   rows: int
   dims: int
   hidden: int
   scheme: str = "normal"
+  activation: str = "leaky_relu"
 
   @nn.compact
   def __call__(self, deterministic: bool = True) -> jax.Array:
-    del deterministic  # no dropout in AlphaRec's adapter
+    del deterministic  # no dropout in these adapters
     raw = self.frozen_input("frozen_raw", (self.rows, self.dims))
-    h = nn.leaky_relu(self.dense(self.dims // 2, "adapter_0")(raw), negative_slope=0.01)
+    h = self.dense(self.dims // 2, "adapter_0")(raw)
+    h = nn.relu(h) if self.activation == "relu" else nn.leaky_relu(h, negative_slope=0.01)
     return self.dense(self.hidden, "adapter_1")(h)
 
   def dense(self, features: int, name: str) -> nn.Dense:
+    fan_in = self.dims if name == "adapter_0" else self.dims // 2
     if self.scheme == "xavier":
-      fan_in = self.dims if name == "adapter_0" else self.dims // 2
       return nn.Dense(features, kernel_init=xavier_normal, bias_init=torch_default_bias(fan_in),
                       name=name)
+    if self.scheme == "torch":  # kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), as the bias
+      return nn.Dense(features, kernel_init=torch_default_bias(fan_in),
+                      bias_init=torch_default_bias(fan_in), name=name)
     return nn.Dense(features, kernel_init=nn.initializers.normal(0.02), name=name)
 
 
@@ -365,14 +390,28 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
   if c.kind in ("raw", "llm2x", "ace", "alphafuse") and hidden > min(n, d):
     raise ConfigError(f"init.kind={c.kind!r} keeps hidden={hidden} directions of [{n}, {d}] "
                      f"embeddings: needs hidden <= min(items, dims) (config.model.hidden)")
+  if c.definition not in DEFINITIONS:
+    raise ConfigError(f"config.init.definition={c.definition!r}: use one of "
+                      f"{', '.join(DEFINITIONS)}")
+  ace_code = c.definition == "ace_code"
+  if ace_code and c.kind == "whitenrec_plus":
+    raise ConfigError("config.init.definition='ace_code' has no WhitenRec+ variant; use "
+                      "init.kind='whitenrec' or definition='paper'")
   if c.kind in ("raw", "llm2x", "ace"):
     if c.kind == "ace":
       table = np.asarray(ace.ace_item_table(x, c.lam, hidden, c.scale))
     else:
       table = raw_truncation(x, hidden, c.raw_method) if c.kind == "raw" else pca(x, hidden)
-      if c.scale > 0:
+      if c.scale > 0 and not (ace_code and c.kind == "llm2x"):
         table = np.asarray(ace.rescale_std(jnp.asarray(table), c.scale))
     return ItemInit(item_table=np.asarray(table, np.float32))
+  if c.kind == "whitenrec" and ace_code:
+    if d < 2:
+      raise ConfigError(f"init.kind='whitenrec' (ace_code) halves the {d} embedding dims: needs "
+                        "d >= 2")
+    centred = x - x.mean(axis=0, keepdims=True)
+    return ItemInit(module=AlphaRecTable(rows, d, hidden, "torch", "relu"),
+                    frozen={"frozen_raw": with_padding_row(centred, rows)})
   if c.kind in ("whitenrec", "whitenrec_plus"):
     plus = c.kind == "whitenrec_plus"
     frozen = {"frozen_full": with_padding_row(zca_whiten(x, 1, c.whiten_eps), rows)}
@@ -381,7 +420,7 @@ def build(config: ml_collections.ConfigDict, ds: Dataset) -> Optional[ItemInit]:
     return ItemInit(module=WhitenRecTable(rows, d, hidden, c.mlp_dropout, plus), frozen=frozen)
   if c.kind == "llmemb":
     dims = min(c.pca_dim, d, n - 1)
-    return ItemInit(module=LLMEmbTable(rows, dims, hidden),
+    return ItemInit(module=LLMEmbTable(rows, dims, hidden, "normal" if ace_code else "xavier"),
                     frozen={"frozen_base": with_padding_row(pca(x, dims), rows)})
   if c.kind == "alpharec":
     if d < 2:

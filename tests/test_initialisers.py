@@ -309,3 +309,38 @@ def test_last_presets_are_the_official_runs_protocol():
   assert ace_configs.get_config("ml-1m_id_last").early_stop_metric == "valid/ndcg@20"
   ours = ace_configs.get_config("amazon_beauty_ace_minilm")
   assert (ours.train_prefixes, ours.learning_rate, ours.early_stop_rule) == ("all", 5e-4, "strict")
+
+
+def test_ace_code_definitions_of_the_baselines():
+  # DCheol/ACE whitenrec_sasrec.py: X_full[1:] = centred F (the whitening is computed, not used),
+  # Linear(d, d/2) -> ReLU -> Linear(d/2, h) with torch's default init.
+  ds = synthetic()
+  config = tiny_config("whitenrec", definition="ace_code")
+  init = initialisers.build(config, ds)
+  x = initialisers.llm_embeddings(config, ds)
+  frozen = init.frozen["frozen_raw"]
+  np.testing.assert_allclose(frozen[1:], x - x.mean(axis=0), atol=1e-6)
+  np.testing.assert_array_equal(frozen[0], 0.0)
+  params = dict(init.module.init(jax.random.key(0))["params"], frozen_raw=frozen)
+  k0, b0 = np.asarray(params["adapter_0"]["kernel"]), np.asarray(params["adapter_0"]["bias"])
+  bound = 1 / np.sqrt(48)
+  assert k0.shape == (48, 24) and np.abs(k0).max() <= bound and np.abs(k0).max() > 0.8 * bound
+  assert np.abs(b0).max() <= bound and np.any(b0)
+  p = jax.tree.map(np.asarray, params)
+  hidden = np.maximum(frozen @ p["adapter_0"]["kernel"] + p["adapter_0"]["bias"], 0)
+  want = hidden @ p["adapter_1"]["kernel"] + p["adapter_1"]["bias"]
+  np.testing.assert_allclose(init.module.apply({"params": params}), want, rtol=1e-5, atol=1e-6)
+  # llmemb_sasrec.py: the adapter gets SASRec's _init_weights, N(0, .02) and zero biases.
+  llmemb = initialisers.build(tiny_config("llmemb", definition="ace_code"), ds)
+  params = llmemb.module.init(jax.random.key(0))["params"]
+  np.testing.assert_array_equal(params["adapter_0"]["bias"], 0.0)
+  assert abs(float(np.std(params["adapter_0"]["kernel"])) - 0.02) < 0.004
+  # llm2x_sasrec.py: the PCA table is not rescaled.
+  plain = initialisers.build(tiny_config("llm2x", definition="ace_code"), ds).item_table
+  x = initialisers.llm_embeddings(tiny_config("llm2x"), ds)
+  np.testing.assert_allclose(plain, initialisers.pca(x, 16), rtol=1e-5, atol=1e-6)
+  assert abs(initialisers.build(tiny_config("llm2x"), ds).item_table.std() - 0.1) < 1e-4
+  with pytest.raises(ValueError, match="no WhitenRec\\+ variant"):
+    initialisers.build(tiny_config("whitenrec_plus", definition="ace_code"), ds)
+  with pytest.raises(ValueError, match="config.init.definition='authors'"):
+    initialisers.build(tiny_config("llm2x", definition="authors"), ds)
