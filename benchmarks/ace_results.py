@@ -3,15 +3,24 @@
   python -m benchmarks.ace_results --runs_dir=runs/ace                 # runs what is missing, then the report
   python -m benchmarks.ace_results --runs_dir=runs/ace --norun         # only rebuild the report
   python -m benchmarks.ace_results --datasets=synthetic --extractors=bow --seeds=0,1 --lams=0,50,5000 \
-      --overrides=--config.epochs=1 --runs_dir=/tmp/ace/runs --out=/tmp/ace/ace.md   # end-to-end check
+      --protocols=all --overrides=--config.epochs=1 --runs_dir=/tmp/ace/runs \
+      --out=/tmp/ace/ace.md                                              # end-to-end check
 
 Run from the repository root (launch.py is found next to benchmarks/).
 
 Each run is `python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor>
 --workdir=<runs_dir>/<dataset>/<init>_<extractor>/seed<k> --config.seed=<k>` in a subprocess (a
 killed run resumes from its checkpoints when relaunched); its metrics.json is the source of the
-tables, its test_per_user.npz of the paired ACE-vs-baseline differences. The ID-only SASRec does not depend on the extractor and runs once per dataset and seed. The
-lambda sweep reruns ACE with --config.init.lam=<lambda> (lambda 50 is the main ACE run). The
+tables, its test_per_user.npz of the paired ACE-vs-baseline differences. The ID-only SASRec does
+not depend on the extractor and runs once per dataset and seed (folder `id/seed<k>`). The
+lambda sweep reruns ACE with --config.init.lam=<lambda> (lambda 50 is the main ACE run).
+--protocols: `all` (our protocol: every training prefix, the presets as named) and `last` (the
+official runs' protocol: presets `<...>_last`, folders `<init>_<extractor>_last/seed<k>` and
+`id_last/seed<k>`, a second table per dataset); `all` runs first, and the lambda sweep is `all`
+only. Two extra rows of the `all` table are shown when their runs exist: ACE on the ACE code's item
+text (folder `ace_minilm_acetext/seed0`, run only with --acetext:
+--config.init.embed.text_template=ace_official) and AlphaFuse with U[0, 1) ID embeddings (the
+archived `alphafuse_<extractor>_uniform` runs of the earlier default; never launched). The
 anisotropy columns describe each initial item table as the model starts from it (seed 0), computed
 here with recsys_core/anisotropy.py; the plots (spectra, metric against lambda, validation curves of
 every initialiser, unfinished runs included) are PNGs next to the report. Hand-written notes below the
@@ -21,7 +30,8 @@ Run folders do not travel with the repository, so each finished run's small outp
 validation log, config, per-user test metrics; no checkpoints) are copied into runs/ace/ beside the
 report (benchmarks/results/runs/ace/), which is committed: a run whose folder is gone is read from
 there, and the anisotropy of the initial tables is archived there too (--recompute_anisotropy to redo
-it). A row with no run in --runs_dir nor in the archive is shown as pending.
+it; --norun reads the anisotropy only from there and lists the tables it lacks as not archived).
+A row with no run in --runs_dir nor in the archive is shown as pending.
 """
 
 import json
@@ -49,7 +59,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds laun
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 LABELS = {"id": "ID only", "raw": "raw LLM (top-k SVD)", "llm2x": "LLM2X (PCA)",
           "whitenrec": "WhitenRec", "whitenrec_plus": "WhitenRec+", "llmemb": "LLMEmb-style",
-          "alphafuse": "AlphaFuse", "ace": "ACE"}
+          "alphafuse": "AlphaFuse", "alpharec": "AlphaRec", "ace": "ACE"}
+# Run variants: a suffix of the run folder (and of the preset for the protocols).
+PROTOCOLS = {"all": "", "last": "_last"}
+LAST_TITLE = ("Official runs' protocol (`_last`: last training prefix per user, lr 1e-4, RecBole "
+              "early stopping, ≤400 epochs)")
+ACETEXT = "_acetext"   # ACE on the ACE code's item text (extractor minilm, seed 0, --acetext)
+ACETEXT_EXTRACTOR = "minilm"
+UNIFORM = "_uniform"   # archived AlphaFuse runs with U[0, 1) ID embeddings (never launched)
+ACECODE = "_acecode"   # --config.init.definition=ace_code (extractor minilm, seed 0, --acecode)
+ACECODE_INITS = ("llm2x", "whitenrec", "llmemb")
+VARIANT_LABELS = {("ace", ACETEXT): f"ACE, ACE code's item text ({ACETEXT_EXTRACTOR})",
+                  ("alphafuse", UNIFORM): "AlphaFuse, U[0, 1) IDs (earlier default)",
+                  **{(init, ACECODE): f"{LABELS[init]}, the ACE code's definition"
+                     for init in ACECODE_INITS}}
 PAPER = ("The paper reports ACE above every baseline; secondary summaries quote SASRec Recall@20 on "
          "Beauty .1288 (ACE) vs .1263 (AlphaFuse) with OpenAI embeddings (unverified: the paper's "
          "tables were not read).")
@@ -63,6 +86,14 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds of every configurati
 _LAMS = flags.DEFINE_list("lams", ["0", "10", "50", "200", "1000", "5000"], "ACE lambda sweep")
 _LAM_SEEDS = flags.DEFINE_list("lam_seeds", None, "seeds of the sweep (default: --seeds)")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "extra --config.x=y arguments for every run")
+_PROTOCOLS = flags.DEFINE_list("protocols", ["all", "last"],
+                               "all: every training prefix; last: the official runs' protocol "
+                               "(<preset>_last); the lambda sweep is `all` only")
+_ACETEXT = flags.DEFINE_bool("acetext", False,
+                             f"also run ACE ({ACETEXT_EXTRACTOR}, seed 0) on the ACE code's item text")
+_ACECODE = flags.DEFINE_bool("acecode", False,
+                             f"also run {', '.join(ACECODE_INITS)} ({ACETEXT_EXTRACTOR}, seed 0) as "
+                             "the ACE code defines them (--config.init.definition=ace_code)")
 _RUN = flags.DEFINE_bool("run", True, "run the configurations whose metrics.json is missing")
 _RECOMPUTE = flags.DEFINE_bool("recompute_anisotropy", False,
                                "recompute the initial tables' anisotropy even when archived")
@@ -72,8 +103,21 @@ _ARCHIVE = flags.DEFINE_string(
     "is gone (default: runs/ace/ beside --out)")
 
 
-def preset(dataset, init, extractor):
-  return f"{dataset}_id" if init == "id" else f"{dataset}_{init}_{extractor}"
+def preset(dataset, init, extractor, variant=""):
+  name = f"{dataset}_id" if init == "id" else f"{dataset}_{init}_{extractor}"
+  return name + (variant if variant in PROTOCOLS.values() else "")
+
+
+def label(init, variant=""):
+  return VARIANT_LABELS.get((init, variant), LABELS[init])
+
+
+def protocols():
+  """The --protocols asked for, `all` first."""
+  unknown = set(_PROTOCOLS.value) - set(PROTOCOLS)
+  if unknown:
+    raise app.UsageError(f"--protocols: unknown {sorted(unknown)}; use {', '.join(PROTOCOLS)}")
+  return [p for p in PROTOCOLS if p in _PROTOCOLS.value]
 
 
 def tag(extractor):
@@ -81,8 +125,8 @@ def tag(extractor):
   return os.path.splitext(os.path.basename(extractor))[0] if extractor.endswith(".npy") else extractor
 
 
-def workdir(dataset, init, extractor, seed, lam=None):
-  name = "id" if init == "id" else f"{init}_{tag(extractor)}"
+def workdir(dataset, init, extractor, seed, lam=None, variant=""):
+  name = ("id" if init == "id" else f"{init}_{tag(extractor)}") + variant
   parts = [_RUNS_DIR.value, dataset, name] + ([f"lam{lam:g}"] if lam is not None else [])
   return os.path.abspath(os.path.join(*parts, f"seed{seed}"))
 
@@ -101,18 +145,25 @@ def source(folder):
   return reports.run_source(folder, archived(folder))
 
 
-def launch_args(dataset, init, extractor, seed, lam=None):
-  args = [f"--config=configs/ace.py:{preset(dataset, init, extractor)}", f"--config.seed={seed}",
-          f"--config.data_dir={_DATA_DIR.value}", "--config.progress=False", *_OVERRIDES.value]
+def launch_args(dataset, init, extractor, seed, lam=None, variant=""):
+  args = [f"--config=configs/ace.py:{preset(dataset, init, extractor, variant)}",
+          f"--config.seed={seed}", f"--config.data_dir={_DATA_DIR.value}", "--config.progress=False",
+          *_OVERRIDES.value]
+  if variant == ACETEXT:
+    args.append("--config.init.embed.text_template=ace_official")
+  if variant == ACECODE:
+    args.append("--config.init.definition=ace_code")
   return args + ([f"--config.init.lam={lam:g}"] if lam is not None else [])
 
 
-def ensure_run(dataset, init, extractor, seed, lam=None):
-  """Run the configuration unless its metrics.json exists; returns the metrics or None."""
-  folder = workdir(dataset, init, extractor, seed, lam)
+def ensure_run(dataset, init, extractor, seed, lam=None, variant="", launchable=True):
+  """Run the configuration unless its metrics.json exists (or --norun, or not `launchable`);
+  returns the metrics or None."""
+  folder = workdir(dataset, init, extractor, seed, lam, variant)
   finished_here = os.path.join(folder, "metrics.json")
-  if _RUN.value and not os.path.exists(os.path.join(source(folder), "metrics.json")):
-    launch(folder, launch_args(dataset, init, extractor, seed, lam))
+  if (_RUN.value and launchable and variant != UNIFORM
+      and not os.path.exists(os.path.join(source(folder), "metrics.json"))):
+    launch(folder, launch_args(dataset, init, extractor, seed, lam, variant))
   if os.path.exists(finished_here):
     reports.archive_run(folder, archived(folder))
   path = os.path.join(source(folder), "metrics.json")
@@ -138,25 +189,38 @@ def sweep_lams():
 
 
 def collect():
-  """{(dataset, init, extractor, lam or None): [metrics per seed]} of every run, running missing ones."""
+  """{(dataset, init, extractor, lam or None, variant): [metrics per seed]} of every run, running
+  missing ones: every `all` run of every dataset first, then the `last` ones."""
   runs = {}
   seeds = [int(s) for s in _SEEDS.value]
   lam_seeds = [int(s) for s in (_LAM_SEEDS.value or _SEEDS.value)]
-  for dataset in _DATASETS.value:
-    for seed in seeds:
-      if "id" in _INITS.value:
-        runs.setdefault((dataset, "id", "", None), []).append(ensure_run(dataset, "id", "", seed))
+  def add(dataset, init, extractor, seed, lam=None, variant="", key_lam=None, **kwargs):
+    runs.setdefault((dataset, init, extractor, key_lam, variant), []).append(
+        ensure_run(dataset, init, extractor, seed, lam, variant, **kwargs))
+  for protocol in protocols():
+    variant = PROTOCOLS[protocol]
+    for dataset in _DATASETS.value:
+      for seed in seeds:
+        if "id" in _INITS.value:
+          add(dataset, "id", "", seed, variant=variant)
+        for extractor in _EXTRACTORS.value:
+          for init in _INITS.value:
+            if init != "id":
+              add(dataset, init, extractor, seed, variant=variant)
+      if protocol != "all":
+        continue
       for extractor in _EXTRACTORS.value:
-        for init in _INITS.value:
-          if init != "id":
-            runs.setdefault((dataset, init, extractor, None), []).append(
-                ensure_run(dataset, init, extractor, seed))
-    for extractor in _EXTRACTORS.value:
-      for lam in sweep_lams():
-        for seed in lam_seeds:
-          m = (ensure_run(dataset, "ace", extractor, seed) if lam == 50.0
-               else ensure_run(dataset, "ace", extractor, seed, lam))
-          runs.setdefault((dataset, "ace", extractor, lam), []).append(m)
+        if "alphafuse" in _INITS.value:  # archived only
+          for seed in seeds:
+            add(dataset, "alphafuse", extractor, seed, variant=UNIFORM)
+        if "ace" in _INITS.value and extractor == ACETEXT_EXTRACTOR:
+          add(dataset, "ace", extractor, 0, variant=ACETEXT, launchable=_ACETEXT.value)
+        for init in ACECODE_INITS if extractor == ACETEXT_EXTRACTOR else ():
+          if init in _INITS.value:
+            add(dataset, init, extractor, 0, variant=ACECODE, launchable=_ACECODE.value)
+        for lam in sweep_lams():
+          for seed in lam_seeds:
+            add(dataset, "ace", extractor, seed, None if lam == 50.0 else lam, key_lam=lam)
   return {key: [m for m in values if m is not None] for key, values in runs.items()}
 
 
@@ -177,11 +241,12 @@ def apply_overrides(config, overrides):
 
 
 def table_anisotropy(dataset, extractor):
-  """{init: anisotropy dict} of each initial table (seed 0) and "llm" of the embeddings, plus the
-  embeddings' singular values and the hidden size."""
+  """{init: anisotropy dict} of each initial table (seed 0) and "llm" of the embeddings (AlphaFuse
+  also with U[0, 1) ID embeddings: "alphafuse_uniform"), plus the embeddings' singular values, the
+  hidden size and AlphaFuse's id_init."""
   out = {}
   ds = readers.load_dataset(dataset, _DATA_DIR.value)
-  hidden = None
+  hidden = id_init = None
   for init in _INITS.value:
     config = apply_overrides(ace_configs.get_config(preset(dataset, init, extractor)), _OVERRIDES.value)
     config.data_dir = _DATA_DIR.value
@@ -194,26 +259,43 @@ def table_anisotropy(dataset, extractor):
     model = seqrec_run.build_model(config, ds.num_items, item_init and item_init.module)
     params = initialisers.init_params(model, 0, item_init)
     out[init] = summary(initialisers.initial_table(model, params))
+    if init == "alphafuse":
+      id_init = config.init.id_init
+      config.init.id_init = "uniform"
+      uniform = initialisers.build(config, ds)
+      uniform_model = seqrec_run.build_model(config, ds.num_items, uniform.module)
+      params = initialisers.init_params(uniform_model, 0, uniform)
+      out["alphafuse_uniform"] = summary(initialisers.initial_table(uniform_model, params))
     if init == "ace":
       for lam in sweep_lams():
         config.init.lam = lam
         params = initialisers.init_params(model, 0, initialisers.build(config, ds))
         out[f"ace_lam{lam:g}"] = summary(initialisers.initial_table(model, params))
-  return out, (spectrum if "llm" in out else None), hidden
+  return out, (spectrum if "llm" in out else None), hidden, id_init
+
+
+class NotArchived(Exception):
+  """--norun and the archive has no anisotropy of these tables."""
 
 
 def archived_anisotropy(dataset, extractor):
   """table_anisotropy's result, from the archive when it holds every table asked for (computing
-  it needs the embeddings: minutes, or an extraction on a new machine); else computed and archived."""
+  it needs the embeddings: minutes, or an extraction on a new machine); else computed and archived.
+  --norun (without --recompute_anisotropy) never computes: it returns what the archive holds.
+  Archives written before AlphaFuse's N(0, 1) default (no "alphafuse_id_init") hold the U[0, 1)
+  table under "alphafuse": it is read as "alphafuse_uniform"."""
   path = os.path.join(archive_root(), dataset, f"anisotropy_{tag(extractor)}.json")
   needed = set(_INITS.value) | {f"ace_lam{lam:g}" for lam in sweep_lams() if "ace" in _INITS.value}
-  if os.path.exists(path) and not _RECOMPUTE.value:
-    cached = json.load(open(path))
-    if needed <= set(cached["stats"]):
-      spectrum = cached["spectrum"]
-      return cached["stats"], None if spectrum is None else np.array(spectrum), cached["hidden"]
-  stats, spectrum, hidden = table_anisotropy(dataset, extractor)
-  records.write_json(path, {"stats": stats, "hidden": hidden,
+  cached = json.load(open(path)) if os.path.exists(path) else None
+  if cached is not None and "alphafuse_id_init" not in cached and "alphafuse" in cached["stats"]:
+    cached["stats"]["alphafuse_uniform"] = cached["stats"].pop("alphafuse")
+  if cached is not None and not _RECOMPUTE.value and (needed <= set(cached["stats"]) or not _RUN.value):
+    spectrum = cached["spectrum"]
+    return cached["stats"], None if spectrum is None else np.array(spectrum), cached["hidden"]
+  if cached is None and not _RUN.value and not _RECOMPUTE.value:
+    raise NotArchived(path)
+  stats, spectrum, hidden, id_init = table_anisotropy(dataset, extractor)
+  records.write_json(path, {"stats": stats, "hidden": hidden, "alphafuse_id_init": id_init,
                             "spectrum": None if spectrum is None else np.asarray(spectrum).tolist()})
   return stats, spectrum, hidden
 
@@ -243,25 +325,56 @@ def mean(values, metric):
   return float(np.mean(xs)) if xs else float("nan")
 
 
-def dataset_section(dataset, runs, out_dir):
-  lines = [f"## {dataset}", "", settings(dataset, runs),
-           "Test metrics, mean ± std over seeds (n = number of finished seeds).", "",
-           "| initialiser | extractor | " + " | ".join(METRICS) + " | n | best epoch | ran on |",
-           "|---" * (len(METRICS) + 5) + "|"]
-  rows = [("id", "")] + [(init, e) for e in _EXTRACTORS.value for init in _INITS.value if init != "id"]
-  for init, extractor in rows:
-    if init not in _INITS.value:
+def table_rows(extractor, variant, runs=None, dataset=None):
+  """[(init, variant)] of an extractor's rows in the `variant` protocol's table (no ID-only row):
+  the `all` table adds the U[0, 1) AlphaFuse, the ACE-text and the ACE-code-definition rows where
+  `runs` holds them (every one of them when `runs` is None)."""
+  rows = []
+  for init in _INITS.value:
+    if init == "id":
       continue
-    values = runs.get((dataset, init, extractor, None), [])
+    rows.append((init, variant))
+    if variant:
+      continue
+    extra = UNIFORM if init == "alphafuse" else None
+    if extractor == ACETEXT_EXTRACTOR:
+      extra = ACETEXT if init == "ace" else ACECODE if init in ACECODE_INITS else extra
+    if extra and (runs is None or runs.get((dataset, init, extractor, None, extra))):
+      rows.append((init, extra))
+  return rows
+
+
+def results_table(dataset, runs, variant):
+  lines = ["| initialiser | extractor | " + " | ".join(METRICS) + " | n | best epoch | ran on |",
+           "|---" * (len(METRICS) + 5) + "|"]
+  rows = ([("id", "", variant)] if "id" in _INITS.value else []) + [
+      (init, e, v) for e in _EXTRACTORS.value for init, v in table_rows(e, variant, runs, dataset)]
+  for init, extractor, v in rows:
+    values = runs.get((dataset, init, extractor, None, v), [])
     epochs = ", ".join(str(m.get("best/epoch", "?")) for m in values)
     cells = ([cell(values, m) for m in METRICS] + [str(len(values)), epochs, devices(values)]
              if values else pending(len(METRICS) + 3))
-    lines.append(f"| {LABELS[init]} | {tag(extractor) or '—'} | " + " | ".join(cells) + " |")
-  lines += ["", ordering(dataset, runs), ""]
+    lines.append(f"| {label(init, v)} | {tag(extractor) or '—'} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def dataset_section(dataset, runs, out_dir):
+  lines = [f"## {dataset}", ""]
+  for protocol in protocols():
+    variant = PROTOCOLS[protocol]
+    if variant:
+      lines += [f"### {LAST_TITLE}", ""]
+    lines += [settings(dataset, runs, variant),
+              "Test metrics, mean ± std over seeds (n = number of finished seeds).", "",
+              *results_table(dataset, runs, variant), ""]
+    lines += [ordering(dataset, runs, variant), ""] if ordering(dataset, runs, variant) else []
   for extractor in _EXTRACTORS.value:
-    lines += paired_section(dataset, extractor)
-    lines += curves_section(dataset, extractor, out_dir)
+    for protocol in protocols():
+      lines += paired_section(dataset, extractor, PROTOCOLS[protocol])
+      lines += curves_section(dataset, extractor, out_dir, PROTOCOLS[protocol])
   lines += extractor_section(dataset)
+  if "last" in protocols():
+    lines += protocol_section(dataset)
   for extractor in _EXTRACTORS.value:
     lines += lambda_section(dataset, extractor, runs, out_dir)
     lines += anisotropy_section(dataset, extractor, out_dir)
@@ -273,62 +386,91 @@ def pending(columns):
   return ["pending" + " |" * (columns - 1)]
 
 
-def row_means(dataset, init, extractor, runs, lam=None):
+def row_means(dataset, init, extractor, runs, lam=None, variant=""):
   """{metric: mean over seeds} of a row ({} when it has no finished run)."""
-  values = runs.get((dataset, init, "" if init == "id" else extractor, lam), [])
+  values = runs.get((dataset, init, "" if init == "id" else extractor, lam, variant), [])
   return {m: mean(values, m) for m in METRICS} if values else {}
 
 
-def settings(dataset, runs):
-  """The resolved SASRec settings of the dataset's runs (from a run's config.json)."""
-  for (d, init, extractor, lam), values in runs.items():
-    path = os.path.join(source(workdir(d, init, extractor, 0, lam)), "config.json")
-    if d == dataset and values and os.path.exists(path):
-      c = json.load(open(path))
-      m = c["model"]
-      return (f"Settings: {m['num_layers']} layers, {m['num_heads']} heads, hidden {m['hidden']}, "
-              f"inner {m['inner']}, dropout {m['dropout']}/{m['attention_dropout']}, max length "
-              f"{c['max_len']}, batch {c['batch_size']}, Adam lr {c['learning_rate']}, at most "
-              f"{c['epochs']} epochs, patience {c['patience']} on {c['early_stop_metric']}.\n")
-  return ""
+def settings(dataset, runs, variant=""):
+  """The resolved SASRec settings of the dataset's runs of a protocol (from a run's config.json;
+  from the preset when there is none yet)."""
+  c = None
+  for (d, init, extractor, lam, v), values in runs.items():
+    path = os.path.join(source(workdir(d, init, extractor, 0, lam, v)), "config.json")
+    if d == dataset and v == variant and values and os.path.exists(path):
+      c, origin = json.load(open(path)), ""
+      break
+  if c is None:
+    if variant not in PROTOCOLS.values():
+      return ""
+    config = apply_overrides(ace_configs.get_config(preset(dataset, "id", "", variant)),
+                             _OVERRIDES.value)
+    c, origin = config.to_dict(), " (of the preset; no run yet)"
+  m = c["model"]
+  prefixes = {"all": "every training prefix", "last": "the last training prefix of each user"}
+  rule = {"strict": "a strictly better validation improves",
+          "recbole": "RecBole's rule: ties improve, stop after patience + 1"}
+  return (f"Settings{origin}: {m['num_layers']} layers, {m['num_heads']} heads, hidden {m['hidden']}, "
+          f"inner {m['inner']}, dropout {m['dropout']}/{m['attention_dropout']}, max length "
+          f"{c['max_len']}, batch {c['batch_size']}, Adam lr {c['learning_rate']}, at most "
+          f"{c['epochs']} epochs, patience {c['patience']} on {c['early_stop_metric']}"
+          # runs from before these fields existed used every prefix and the strict rule
+          + f" ({rule[c.get('early_stop_rule', 'strict')]})"
+          + f"; trains on {prefixes[c.get('train_prefixes', 'all')]}.\n")
 
 
-def ordering(dataset, runs):
+def ordering(dataset, runs, variant=""):
   """A plain statement of where ACE stands against the best baseline, per extractor (Recall@20)."""
   parts = []
   for extractor in _EXTRACTORS.value:
-    scores = {init: row_means(dataset, init, extractor, runs).get("recall@20", float("nan"))
-              for init in _INITS.value}
+    rows = [("id", variant)] * ("id" in _INITS.value) + [
+        r for r in table_rows(extractor, variant, runs, dataset) if r[1] != ACETEXT]
+    scores = {r: row_means(dataset, r[0], extractor, runs, variant=r[1]).get("recall@20",
+                                                                              float("nan"))
+              for r in rows}
     scores = {k: v for k, v in scores.items() if np.isfinite(v)}
-    if "ace" not in scores or len(scores) < 2:
+    ace = ("ace", variant)
+    if ace not in scores or len(scores) < 2:
       continue
-    best = max((k for k in scores if k != "ace"), key=scores.get)
-    delta = 100 * (scores["ace"] / scores[best] - 1)
-    rank = sorted(scores, key=scores.get, reverse=True).index("ace") + 1
-    parts.append(f"{tag(extractor)}: ACE Recall@20 {scores['ace']:.4f} vs best baseline "
-                 f"{LABELS[best]} {scores[best]:.4f} ({delta:+.1f}%), rank {rank} of {len(scores)}")
+    best = max((k for k in scores if k != ace), key=scores.get)
+    delta = 100 * (scores[ace] / scores[best] - 1)
+    rank = sorted(scores, key=scores.get, reverse=True).index(ace) + 1
+    parts.append(f"{tag(extractor)}: ACE Recall@20 {scores[ace]:.4f} vs best baseline "
+                 f"{label(*best)} {scores[best]:.4f} ({delta:+.1f}%), rank {rank} of {len(scores)}")
   return ("Ordering (mean Recall@20): " + "; ".join(parts) + ".") if parts else ""
 
 
-def paired_section(dataset, extractor):
-  """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors."""
-  ace = per_user_path(source(workdir(dataset, "ace", extractor, 0)))
+def paired_section(dataset, extractor, variant=""):
+  """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors;
+  for the `all` protocol also ACE on the ACE code's item text minus ACE."""
+  ace = seed0_per_user(dataset, "ace", extractor, variant=variant)
   others = {}
-  for init in _INITS.value if os.path.exists(ace) else ():
-    path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0)))
-    if init != "ace" and os.path.exists(path):
-      others[LABELS[init]] = np.load(path)
-  rows = reports.paired_table(np.load(ace), others, label="baseline") if others else []
-  return [f"ACE minus each baseline, {tag(extractor)}, seed 0, paired over the same test users "
-          "(± the standard error of the mean per-user difference; z = difference / SE, |z| > 2 "
-          "is about the 5% level for this one seed; it does not include seed-to-seed variation):",
-          "", *rows, ""] if rows else []
+  rows = [("id", variant)] * ("id" in _INITS.value) + table_rows(extractor, variant)
+  for init, v in rows if ace is not None else ():
+    per_user = seed0_per_user(dataset, init, extractor, variant=v)
+    if (init, v) != ("ace", variant) and v != ACETEXT and per_user is not None:
+      others[label(init, v)] = per_user
+  rows = reports.paired_table(ace, others, label="baseline") if others else []
+  lines = [f"ACE minus each baseline, {tag(extractor)}"
+           + (", official runs' protocol (`_last`)" if variant else "") + ", seed 0, paired over the "
+           "same test users (± the standard error of the mean per-user difference; z = difference / "
+           "SE, |z| > 2 is about the 5% level for this one seed; it does not include seed-to-seed "
+           "variation):", "", *rows, ""] if rows else []
+  if not variant:
+    text = differences([(label("ace", ACETEXT), seed0_per_user(dataset, "ace", extractor,
+                                                                variant=ACETEXT), ace)],
+                       label="ACE with")
+    if text:
+      lines += [f"ACE on the ACE code's item text minus ACE on ours, {tag(extractor)}, seed 0, paired "
+                "over the same test users:", "", *text, ""]
+  return lines
 
 
-def seed0_per_user(dataset, init, extractor, lam=None):
+def seed0_per_user(dataset, init, extractor, lam=None, variant=""):
   """The per-user test metrics of seed 0 of a row (lam 50 is the main ACE run), or None."""
   path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0,
-                                      None if lam == 50.0 else lam)))
+                                      None if lam == 50.0 else lam, variant)))
   return np.load(path) if os.path.exists(path) else None
 
 
@@ -346,34 +488,50 @@ def extractor_section(dataset):
   if len(_EXTRACTORS.value) < 2:
     return []
   first, second = _EXTRACTORS.value[:2]
-  rows = differences([(LABELS[init], seed0_per_user(dataset, init, second),
-                       seed0_per_user(dataset, init, first)) for init in _INITS.value if init != "id"],
+  rows = differences([(label(init, v), seed0_per_user(dataset, init, second, variant=v),
+                       seed0_per_user(dataset, init, first, variant=v))
+                      for init, v in table_rows(first, "") if v != ACETEXT],
                      label="initialiser")
   return [f"{tag(second)} minus {tag(first)}, same initialiser, seed 0, paired over the same test "
           "users:", "", *rows, ""] if rows else []
 
 
-def curves_section(dataset, extractor, out_dir):
+def protocol_section(dataset):
+  """The official runs' protocol minus ours, same initialiser and extractor, seed 0, paired."""
+  pairs = [(label("id"), seed0_per_user(dataset, "id", "", variant=PROTOCOLS["last"]),
+            seed0_per_user(dataset, "id", ""))] if "id" in _INITS.value else []
+  pairs += [(f"{label(init)}, {tag(extractor)}",
+             seed0_per_user(dataset, init, extractor, variant=PROTOCOLS["last"]),
+             seed0_per_user(dataset, init, extractor))
+            for extractor in _EXTRACTORS.value for init in _INITS.value if init != "id"]
+  rows = differences(pairs, label="initialiser")
+  return ["Official runs' protocol (`_last`) minus ours (every prefix), same initialiser, seed 0, "
+          "paired over the same test users:", "", *rows, ""] if rows else []
+
+
+def curves_section(dataset, extractor, out_dir, variant=""):
   """Validation NDCG@10 per epoch of every initialiser (seed 0), unfinished runs included."""
   curves = {}
-  for init in _INITS.value:
-    folder = source(workdir(dataset, init, "" if init == "id" else extractor, 0))
+  rows = [("id", variant)] * ("id" in _INITS.value) + table_rows(extractor, variant)
+  for init, v in rows:
+    folder = source(workdir(dataset, init, "" if init == "id" else extractor, 0, variant=v))
     lines = plots.read_validations(folder)
     if lines:
       running = not os.path.exists(os.path.join(folder, "metrics.json"))
-      curves[LABELS[init] + (" (training)" if running else "")] = lines
+      curves[label(init, v) + (" (training)" if running else "")] = lines
   if set(curves) <= {LABELS["id"], LABELS["id"] + " (training)"}:  # nothing of this extractor yet
     return []
-  png = f"ace_{dataset}_{tag(extractor)}_curves.png"
+  png = f"ace_{dataset}_{tag(extractor)}{variant}_curves.png"
+  protocol = ", official runs' protocol" if variant else ""
   plots.plot_learning_curves(curves, "valid/ndcg@10", os.path.join(out_dir, png),
-                             title=f"SASRec on {dataset} ({tag(extractor)}), seed 0")
-  return [f"![validation NDCG@10 per epoch, {tag(extractor)}]({png})", ""]
+                             title=f"SASRec on {dataset} ({tag(extractor)}{protocol}), seed 0")
+  return [f"![validation NDCG@10 per epoch, {tag(extractor)}{protocol}]({png})", ""]
 
 
 def lambda_section(dataset, extractor, runs, out_dir):
   points = []  # one per seed and lambda
   for lam in sweep_lams():
-    for v in runs.get((dataset, "ace", extractor, lam), []):
+    for v in runs.get((dataset, "ace", extractor, lam, ""), []):
       points.append({"lam": lam, **{f"test/{m}": v[f"test/{m}"] for m in METRICS}})
   if not points:
     return []
@@ -386,7 +544,7 @@ def lambda_section(dataset, extractor, runs, out_dir):
   lines = [f"### ACE λ sensitivity, {tag(extractor)}", "", f"![NDCG@20 against λ]({png})", "",
            "| λ | " + " | ".join(METRICS) + " | n |", "|---" * (len(METRICS) + 2) + "|"]
   for lam in sweep_lams():
-    values = runs.get((dataset, "ace", extractor, lam), [])
+    values = runs.get((dataset, "ace", extractor, lam, ""), [])
     cells = ([cell(values, m) for m in METRICS] + [str(len(values))] if values
              else pending(len(METRICS) + 1))
     lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
@@ -402,6 +560,9 @@ def lambda_section(dataset, extractor, runs, out_dir):
 def anisotropy_section(dataset, extractor, out_dir):
   try:
     stats, spectrum, hidden = archived_anisotropy(dataset, extractor)
+  except NotArchived:
+    return [f"Anisotropy of the initial tables ({tag(extractor)}): not archived (a run without "
+            "--norun, or --recompute_anisotropy, computes it).", ""]
   except (ValueError, FileNotFoundError) as error:  # e.g. embeddings not cached / computable here
     return [f"Anisotropy of the initial tables ({tag(extractor)}): not computed ({error}).", ""]
   lines = [f"### Anisotropy of the initial item tables, {tag(extractor)}", "",
@@ -409,12 +570,16 @@ def anisotropy_section(dataset, extractor, out_dir):
            "effective rank, uniformity (log E exp(-2||u_i - u_j||^2); lower = more uniform).", "",
            "| table | dims | mean cos | top-10 σ share | effective rank | uniformity |",
            "|---|---|---|---|---|---|"]
-  order = [n for n in ("id",) if n in stats] + [n for n in ("llm",) if n in stats] + [
-      n for n in _INITS.value if n != "id" and n in stats]
+  order = ["id"] * ("id" in _INITS.value) + ["llm"] * ("llm" in stats) + [
+      init + v for init, v in table_rows(extractor, "") if v not in (ACETEXT, ACECODE)]
   for name in order:
-    s = stats[name]
-    label = f"LLM embeddings E ({tag(extractor)})" if name == "llm" else LABELS[name]
-    lines.append(f"| {label} | {s['dims']} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
+    if name == "alphafuse_uniform" and name not in stats:
+      continue  # computed only beside the N(0, 1) table
+    text = (f"LLM embeddings E ({tag(extractor)})" if name == "llm"
+            else label(*(("alphafuse", UNIFORM) if name == "alphafuse_uniform" else (name, ""))))
+    s = stats.get(name)
+    lines.append(f"| {text} | not archived | | | | |" if s is None else
+                 f"| {text} | {s['dims']} | {s['mean_cosine']:.3f} | {s['top10_sv_share']:.3f} | "
                  f"{s['effective_rank']:.1f} | {s['uniformity']:.3f} |")
   sweep = [(lam, stats[f"ace_lam{lam:g}"]) for lam in sweep_lams() if f"ace_lam{lam:g}" in stats]
   if sweep:
@@ -453,18 +618,21 @@ def header():
   args = " ".join(f"--{k}={','.join(v) if isinstance(v, list) else v}" for k, v in (
       ("runs_dir", _RUNS_DIR.value), ("datasets", _DATASETS.value),
       ("extractors", _EXTRACTORS.value), ("seeds", _SEEDS.value), ("lams", _LAMS.value),
-      ("overrides", _OVERRIDES.value)) if v)
+      ("protocols", _PROTOCOLS.value), ("overrides", _OVERRIDES.value)) if v)
+  args = reports.portable(args)  # no machine's folders
   return [
       "# ACE and its baselines in SASRec", "", *SETUP,
       f"Regenerate: `python -m benchmarks.ace_results {args}` (trains what is missing; `--norun` "
       "rebuilds from the committed archive benchmarks/results/runs/ace/ alone). Each row is",
-      "`python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor> --config.seed=<k>`;",
+      "`python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor>[_last] --config.seed=<k>`;",
       "its metrics.json is the source. A row marked pending has no finished run in the archive.", "",
       "- Protocol: leave-one-out, full ranking over all items (seen items rankable, as RecBole), "
       "Recall@k = hit@k, test metrics at the best validation NDCG@10 (patience 10).",
       "- Backbone for every initialiser: RecBole's SASRec with the settings of configs/ace.py "
       "(real datasets: the ACE paper's 2 layers, 2 heads, hidden 128, inner 256, dropout .5/.3, "
-      "max length 50, batch 256, Adam lr 5e-4; each dataset's resolved settings are listed below), "
+      "max length 50, batch 256, Adam lr 5e-4 (the value the official run.sh passes with `--lr`; no "
+      "code of the official snapshot reads `lr`, so the official runs train at the dataset yamls' "
+      "learning_rate 1e-4: the `_last` rows); each dataset's resolved settings are listed below), "
       "full softmax cross-entropy; the item table that embeds the inputs scores the outputs.",
       "- ACE: E L2-normalised, not centred; E_ace = U_k g(S_k), g(s) = sqrt(s²/(s²+λ)), k = hidden, "
       "global std .1, λ = 50; trainable. raw = E V_k (top-k singular directions, ACE's λ → ∞ "
@@ -476,9 +644,29 @@ def header():
       "Linear(D/2, h), initialised as LLMEmb's torch layers (xavier-normal weights, default "
       "biases). LLMEmb's supervised contrastive fine-tuning of the LLM (its first stage) "
       "and its alignment loss to a pretrained SASRec are NOT included.",
-      "- AlphaFuse: frozen standardised top-h principal coordinates, trainable ID embeddings "
-      "added to the last h/2 columns, drawn from U[0, 1) as in the ACE authors' AlphaFuse "
-      "baseline (AlphaFuse's own code: N(0, 1), `--config.init.id_init=normal`).",
+      "- AlphaFuse: E centred and whitened (standardised principal coordinates), the top 128 "
+      "directions kept and frozen (the language part); a trainable ID table of 64 columns drawn "
+      "from N(0, 1), as Alphafuse_SASRec.yaml (`init_type: normal`), added to the last 64 of the "
+      "128 kept whitened directions. The row \"AlphaFuse, U[0, 1) IDs (earlier default)\" is the "
+      "same table with the ID columns drawn from U[0, 1) (`--config.init.id_init=uniform`), "
+      "archived runs of our earlier default.",
+      "- Baselines: which definition each row follows (ours: seqrec/initialisers.py; the ACE "
+      "code's: its RecBole models, DCheol/ACE). WhitenRec: differs. Ours whitens (ZCA) and maps "
+      "through RecBole's MLP [d, h, h] (dropout .2 and ReLU after each Linear, N(0, .01) "
+      "weights); the ACE code's only centres E (its whitened matrix is computed, never used) "
+      "and maps it by Linear(d, d/2) → ReLU → Linear(d/2, h) at torch's default init. LLMEmb: "
+      "differs in the adapter's init. Both: frozen PCA, then Linear → Linear, no activation; "
+      "ours PCA to min(1536, d) (= d for MiniLM and SmolLM2), Linear(D, D/2) → Linear(D/2, h) with "
+      "LLMEmb's own xavier-normal weights and torch's default biases; the ACE code's "
+      "Linear(1536, 768) → Linear(768, h) with N(0, .02) weights and zero biases. LLM2X: differs "
+      "in scale. Both centred PCA-128, trainable; ours rescaled to global std .1, the ACE "
+      "code's not rescaled. AlphaRec: the same as the ACE code's (frozen raw E → Linear(d, d/2) "
+      "→ LeakyReLU → Linear(d/2, h), N(0, .02) weights, zero biases). AlphaFuse: the same as the "
+      "ACE code's (bullet above). ACE: the same as the ACE code's (E uncentred, U_k g(S_k), "
+      "global std .1, λ = 50). The ACE code's WhitenRec, LLMEmb and LLM2X are "
+      "`--config.init.definition=ace_code` (rows \"..., the ACE code's definition\", seed 0, "
+      "minilm, run with --acecode; its PCA is capped at d as ours, where the ACE code's "
+      "PCA(n_components=1536) needs d >= 1536, e.g. its 3072-d OpenAI embeddings).",
       f"- {PAPER}", ""]
 
 

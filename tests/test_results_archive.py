@@ -43,13 +43,13 @@ def _generate(module, *flags):
 
 def test_ace_report_survives_the_loss_of_its_run_folders(tmp_path):
   runs, out = tmp_path / "runs", tmp_path / "results" / "ace.md"
-  for seed, name in enumerate(("id", "ace_bow", "ace_bow/lam0")):
+  for seed, name in enumerate(("id", "ace_bow", "ace_bow/lam0", "ace_bow_last")):
     folder = runs / "synthetic" / name / "seed0"
     folder.mkdir(parents=True)
     _fake_run(str(folder), seed)
   flags = ["--datasets=synthetic", "--extractors=bow", "--inits=id,raw,ace", "--seeds=0",
            "--lams=0,50,200", f"--runs_dir={runs}", f"--out={out}"]
-  _generate("ace_results", *flags)
+  _generate("ace_results", *flags, "--recompute_anisotropy")  # --norun alone reads the archive only
   first = open(out).readlines()
   assert "| raw LLM (top-k SVD) | bow | pending |" + " |" * 6 + "\n" in first  # never run
   assert any(line.startswith("| ACE | bow | 0.") for line in first)
@@ -57,6 +57,11 @@ def test_ace_report_survives_the_loss_of_its_run_folders(tmp_path):
   assert any(line.startswith("| λ = 0 | ") and line.endswith(f"| {USERS} |\n")
              for line in first)  # ACE at λ = 0 minus λ = 50, paired
   assert any(line.startswith("| ID only | — | 0.") for line in first)
+  last = first.index("### Official runs' protocol (`_last`: last training prefix per user, lr 1e-4, "
+                     "RecBole early stopping, ≤400 epochs)\n")
+  assert any(line.startswith("| ACE | bow | 0.") for line in first[last:])  # the _last table
+  assert "| ID only | — | pending |" + " |" * 6 + "\n" in first[last:]
+  assert any(line.startswith("| ACE, bow | ") for line in first)  # _last minus ours, paired
   assert any(line.startswith("| ID only | ") and " ± " in line and line.endswith(f"| {USERS} |\n")
              for line in first)  # ACE minus ID, from the per-user files
   archived = tmp_path / "results" / "runs" / "ace" / "synthetic"
