@@ -33,3 +33,31 @@ def test_ease_gain_differs_and_head_share_sums():
   share = spectrum.head_share(principal.vectors, head)
   np.testing.assert_allclose(share + spectrum.head_share(principal.vectors, ~head), 1.0, atol=1e-12)
   assert share[0] > 0.5       # the first direction is the popularity one: mostly head items
+
+
+def test_directions_from_the_users_side_equal_the_items_side():
+  # Fewer users than items (gowalla's shape): K = X X^T has G's non-zero eigenvalues, and
+  # X^T u_k / sqrt(s_k) is G's eigenvector v_k up to sign.
+  x = _interactions(num_users=40, num_items=60, seed=1)
+  dense = spectrum.principal_directions(x)
+  ranks = np.array([0, 3, 10, 25])
+  users = spectrum.principal_directions_from_users(x, ranks)
+  np.testing.assert_allclose(users.values, dense.values[:40], rtol=1e-4, atol=1e-3)
+  overlap = np.abs(np.einsum("ik,ik->k", users.vectors, dense.vectors[:, ranks]))
+  np.testing.assert_allclose(overlap, 1.0, atol=1e-4)
+  b, _ = solve.fit(x, "ease", lam=5.0)
+  np.testing.assert_allclose(spectrum.principal_gains(np.asarray(b, np.float32), users.vectors),
+                             spectrum.principal_gains(np.asarray(b), dense.vectors)[ranks],
+                             atol=1e-4)
+  rank = int((dense.values > 1e-9).sum())
+  with np.testing.assert_raises_regex(ValueError, "eigenvalue 0"):
+    spectrum.principal_directions_from_users(x, np.array([rank]))
+
+
+def test_every_mth_direction_keeps_the_first_hundred():
+  x = _interactions(num_users=150, num_items=200, seed=2)
+  principal = spectrum.principal_directions_from_users(x, 20)
+  rank = int((principal.values > 0).sum())
+  want = np.union1d(np.arange(100), np.arange(0, rank, 20))
+  np.testing.assert_array_equal(principal.ranks, want)
+  np.testing.assert_allclose(np.linalg.norm(principal.vectors, axis=0), 1.0, atol=1e-4)
