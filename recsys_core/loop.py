@@ -6,8 +6,9 @@ Config fields read (all families that train share them):
   eval_every_epochs   validate every this many epochs (and when training stops)
   early_stop_metric   validation key to maximise, e.g. "valid/ndcg@10"
   patience            stop after this many validations without improvement
-  early_stop_rule     "strict": a validation improves when its metric is > the best, and training
-                      stops after `patience` non-improving ones | "recbole": RecBole's
+  early_stop_rule     (optional) "strict" (default): a validation improves when its metric is
+                      > the best, and training stops after `patience` non-improving ones |
+                      "recbole": RecBole's
                       `early_stopping` on metrics rounded to 4 decimals (its metric_decimal_place):
                       a tie counts as an improvement, and it stops after patience + 1 non-improving
   checkpoint_every_steps  extra mid-epoch checkpoints (0: only after each validation)
@@ -231,12 +232,13 @@ def _train_loop(config, workdir, state, step_fn, batches, mesh, validate, checkp
               "time/train_s": train_s, "time/valid_s": time.perf_counter() - start}
     meta["loss_sum"], meta["loss_count"] = 0.0, 0
     value = valid[config.early_stop_metric]
-    if improved(value, meta["best_metric"], config.early_stop_rule):
+    rule = config.get("early_stop_rule", "strict")
+    if improved(value, meta["best_metric"], rule):
       meta.update(best_metric=value, best_step=step, best_epoch=meta["epoch"], bad_evals=0)
       checkpoints.save("best", state, meta)
     else:
       meta["bad_evals"] += 1
-      meta["stopped"] = patience_spent(meta["bad_evals"], config.patience, config.early_stop_rule)
+      meta["stopped"] = patience_spent(meta["bad_evals"], config.patience, rule)
     record["best/" + config.early_stop_metric] = meta["best_metric"]
     with disk_full_as_error(log_path):
       records.append_jsonl(log_path, record)
