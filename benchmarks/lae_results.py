@@ -40,7 +40,10 @@ COLUMNS = ("recall@20", "ndcg@20", "precision@20", "urecall@20", "undcg@20", "he
 SEARCH_POINTS = {"rdlae": ["--config.search.lam=(70.0,)", "--config.search.p=(0.5,)"]}
 SEARCH_KEYS = ("lam", "p", "xi", "num_active", "valid/ndcg@100", "valid/recall@20", "valid/ndcg@20")
 RELATED = (("lae_xi.md", "lae_xi_curve.png", "RLAE / RDLAE at every ξ from one inverse (gowalla strong)"),
-           ("lae_spectrum.md", "lae_spectrum.png", "the gain v_kᵀ B v_k along the principal directions"),
+           ("lae_spectrum_gowalla.md", "lae_spectrum_gowalla.png",
+            "the gain v_kᵀ B v_k along the principal directions (gowalla strong)"),
+           ("lae_spectrum.md", "lae_spectrum.png",
+            "the gain v_kᵀ B v_k along the principal directions (ML-1M, every direction)"),
            ("lae_speed.md", None, "the solve and the official-style numpy pipeline, timed alone"))
 
 PROTOCOL = """Regenerate: `python -m benchmarks.lae_results --runs_dir=runs/lae --data_dir=../shared/data` (runs
@@ -303,11 +306,14 @@ def setup():
 
 
 def related():
+  """Links to the companion reports that exist beside --out, and their plots."""
   lines = ["### Related reports", ""]
-  for report, plot, what in RELATED:
+  out_dir = os.path.dirname(os.path.abspath(_OUT.value))
+  related = [r for r in RELATED if os.path.exists(os.path.join(out_dir, r[0]))]
+  for report, plot, what in related:
     lines.append(f"- [{report}]({report}): {what}.")
   lines.append("")
-  for report, plot, what in RELATED:
+  for report, plot, what in related:
     if plot:
       lines += [f"![{what}]({plot})", ""]
   return lines
