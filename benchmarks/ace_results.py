@@ -36,9 +36,6 @@ A row with no run in --runs_dir nor in the archive is shown as pending.
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 from absl import app
 from absl import flags
@@ -171,13 +168,7 @@ def ensure_run(dataset, init, extractor, seed, lam=None, variant="", launchable=
 
 
 def launch(folder, args):
-  os.makedirs(folder, exist_ok=True)
-  command = [sys.executable, os.path.join(ROOT, "launch.py"), *args, f"--workdir={folder}"]
-  print(" ".join(command), flush=True)
-  start = time.perf_counter()
-  with open(os.path.join(folder, "log.txt"), "a") as log:
-    code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  print(f"  exit {code} after {time.perf_counter() - start:.0f}s", flush=True)
+  reports.launch_run(args, folder)
 
 
 def per_user_path(folder):

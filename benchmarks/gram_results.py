@@ -31,9 +31,6 @@ there. A row with no run in --runs_dir nor in the archive is shown as pending.
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 from absl import app
 from absl import flags
@@ -72,15 +69,8 @@ _ARCHIVE = flags.DEFINE_string("archive_dir", None, "committed copies of finishe
 
 
 def launch(config: str, workdir: str, overrides: list) -> None:
-  command = [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
-             f"--workdir={workdir}", f"--config.data_dir={_DATA_DIR.value}",
-             "--config.progress=False", *overrides]
-  print(" ".join(command), flush=True)
-  os.makedirs(workdir, exist_ok=True)
-  start = time.perf_counter()
-  with open(os.path.join(workdir, "log.txt"), "a") as log:
-    code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  print(f"  exit {code} after {time.perf_counter() - start:.0f}s", flush=True)
+  reports.launch_run([f"--config={config}", f"--config.data_dir={_DATA_DIR.value}",
+                      "--config.progress=False", *overrides], workdir)
 
 
 def sasrec_dir(dataset: str) -> str:

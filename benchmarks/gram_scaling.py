@@ -49,8 +49,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import time
 from typing import Any, Mapping, Optional, Sequence
 
@@ -220,13 +218,9 @@ def measure_flops(config, workdir: str) -> dict:
 
   os.makedirs(workdir, exist_ok=True)
   ds = readers.load_dataset(config.dataset, config.data_dir)
-  texts = gram_run.texts_of(ds)
-  tokenizer, ids, _ = gram_run.tokenizer_and_ids(config, ds, texts, workdir)
-  neighbours = gram_run.item_neighbours(config, ds)
-  tables = data_lib.build_tables(ids, texts, tokenizer, neighbours,
-                                 config.num_neighbours if neighbours is not None else 0,
-                                 config.prompt_len)
-  model, params = gram_run.build_model(config, tokenizer.vocab_size)
+  tokenizer, _, _, tables = gram_run.prompt_tables(config, ds, workdir)
+  vocab_size = tokenizer.vocab_size
+  model, params = gram_run.build_model(config, vocab_size)
   examples = data_lib.train_examples(ds, tables, config.max_his, config.item_prompts)
   batches = batching.PromptBatches(
       examples, config.batch_size, config.seed, config.num_fine, config.prompt_buckets,
@@ -246,7 +240,7 @@ def measure_flops(config, workdir: str) -> dict:
           "batches_per_epoch": batches.num_batches,
           "shapes": [{"shape": k, "batches": counts[k], "flops": per_batch[k]} for k in counts],
           "params": int(sum(x.size for x in jax.tree.leaves(params))),
-          "vocab_size": tokenizer.vocab_size, "devices": mesh.size,
+          "vocab_size": vocab_size, "devices": mesh.size,
           "backend": jax.default_backend(), "jax": jax.__version__}
 
 
@@ -309,15 +303,8 @@ def ensure_flops(dataset: str, budget: str, overrides: Mapping[str, Any], workdi
 # --- runs and rows ------------------------------------------------------------------------------
 
 def launch(dataset: str, overrides: Mapping[str, Any], workdir: str, data_dir: str) -> None:
-  command = [sys.executable, os.path.join(ROOT, "launch.py"),
-             f"--config=configs/gram.py:{dataset}", f"--workdir={workdir}",
-             f"--config.data_dir={data_dir}", "--config.progress=False", *override_flags(overrides)]
-  print(" ".join(command), flush=True)
-  os.makedirs(workdir, exist_ok=True)
-  start = time.perf_counter()
-  with open(os.path.join(workdir, "log.txt"), "a") as log:
-    code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  print(f"  exit {code} after {time.perf_counter() - start:.0f}s", flush=True)
+  reports.launch_run([f"--config=configs/gram.py:{dataset}", f"--config.data_dir={data_dir}",
+                      "--config.progress=False", *override_flags(overrides)], workdir)
 
 
 def failure(workdir: str) -> str:

@@ -75,12 +75,7 @@ def preset_config():
 def training_examples(config, workdir: str) -> tuple:
   """(GramExamples of the training prefixes, vocabulary size), as gram_jax/run.py builds them."""
   ds = readers.load_dataset(config.dataset, config.data_dir)
-  texts = gram_run.texts_of(ds)
-  tokenizer, ids, _ = gram_run.tokenizer_and_ids(config, ds, texts, workdir)
-  neighbours = gram_run.item_neighbours(config, ds)
-  tables = data_lib.build_tables(ids, texts, tokenizer, neighbours,
-                                 config.num_neighbours if neighbours is not None else 0,
-                                 config.prompt_len)
+  tokenizer, _, _, tables = gram_run.prompt_tables(config, ds, workdir)
   return (data_lib.train_examples(ds, tables, config.max_his, config.item_prompts),
           tokenizer.vocab_size)
 

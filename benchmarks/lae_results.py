@@ -18,9 +18,6 @@ row with no run in --runs_dir nor in the archive shows its error line or "pendin
 import json
 import math
 import os
-import subprocess
-import sys
-import time
 
 from absl import app
 from absl import flags
@@ -107,19 +104,14 @@ def ensure(name, preset, mode, *overrides):
   a finished run."""
   folder = workdir(name)
   if _RUN.value and not os.path.exists(os.path.join(source(name), "metrics.json")):
-    os.makedirs(folder, exist_ok=True)
     stale = os.path.join(folder, "search.jsonl")   # a killed search's points: the rerun redoes them
     if os.path.exists(stale):
       os.unlink(stale)
-    command = [sys.executable, os.path.join(ROOT, "launch.py"), f"--config=configs/lae.py:{preset}",
-               f"--workdir={folder}", f"--mode={mode}", f"--config.data_dir={_DATA_DIR.value}",
-               "--config.progress=False", *overrides]
-    print(" ".join(command), flush=True)
-    load_before, start = os.getloadavg(), time.perf_counter()
-    with open(os.path.join(folder, "log.txt"), "w") as log:
-      code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    print(f"  exit {code} after {wall:.0f}s", flush=True)
+    load_before = os.getloadavg()
+    command, code, wall = reports.launch_run(
+        [f"--config=configs/lae.py:{preset}", f"--mode={mode}",
+         f"--config.data_dir={_DATA_DIR.value}", "--config.progress=False", *overrides],
+        folder, log_mode="w")
     records.write_json(os.path.join(folder, "launch.json"), {
         "command": "python " + " ".join(command[1:]).replace(ROOT + "/", ""), "exit": code,
         "wall_s": wall, "load_before": load_before, "load_after": os.getloadavg(),
@@ -306,14 +298,12 @@ def setup():
 
 
 def related():
-  """Links to the companion reports that exist beside --out, and their plots."""
+  """Links to the companion reports beside lae.md, and their plots."""
   lines = ["### Related reports", ""]
-  out_dir = os.path.dirname(os.path.abspath(_OUT.value))
-  related = [r for r in RELATED if os.path.exists(os.path.join(out_dir, r[0]))]
-  for report, plot, what in related:
+  for report, plot, what in RELATED:
     lines.append(f"- [{report}]({report}): {what}.")
   lines.append("")
-  for report, plot, what in related:
+  for report, plot, what in RELATED:
     if plot:
       lines += [f"![{what}]({plot})", ""]
   return lines

@@ -14,6 +14,9 @@ import os
 import platform
 import re
 import shutil
+import subprocess
+import sys
+import time
 from typing import Any, BinaryIO, Callable, Mapping
 
 import jax
@@ -64,6 +67,20 @@ def _copy_of(path: str) -> Callable[[BinaryIO], None]:
     with open(path, "rb") as source:
       shutil.copyfileobj(source, f)
   return write
+
+
+def launch_run(args: list, workdir: str, log_mode: str = "a") -> tuple[list, int, float]:
+  """Runs `python launch.py *args --workdir=workdir` from the repository root, its output into
+  workdir/log.txt; returns (the command, its exit status, its wall seconds)."""
+  os.makedirs(workdir, exist_ok=True)
+  command = [sys.executable, os.path.join(ROOT, "launch.py"), *args, f"--workdir={workdir}"]
+  print(" ".join(command), flush=True)
+  start = time.perf_counter()
+  with open(os.path.join(workdir, "log.txt"), log_mode) as log:
+    code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  wall = time.perf_counter() - start
+  print(f"  exit {code} after {wall:.0f}s", flush=True)
+  return command, code, wall
 
 
 def run_source(workdir: str, archive: str) -> str:

@@ -285,6 +285,18 @@ class Evaluator(evaluation.PerUserEvaluator):
     return {"user": self.examples.users}
 
 
+def prompt_tables(config: ml_collections.ConfigDict, ds: Dataset, workdir: str) -> tuple:
+  """(tokenizer, ids, the ID file's path, the GramTables of every item's prompts) of a run: the
+  tokenizer and IDs of `workdir` (built there first when it has none)."""
+  texts = texts_of(ds)
+  tokenizer, ids, id_path = tokenizer_and_ids(config, ds, texts, workdir)
+  neighbours = item_neighbours(config, ds)
+  tables = data_lib.build_tables(ids, texts, tokenizer, neighbours,
+                                 config.num_neighbours if neighbours is not None else 0,
+                                 config.prompt_len)
+  return tokenizer, ids, id_path, tables
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
@@ -293,12 +305,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict:
   start = time.perf_counter()
   cutoffs(config)
   ds = readers.load_dataset(config.dataset, config.data_dir)
-  texts = texts_of(ds)
-  tokenizer, ids, id_path = tokenizer_and_ids(config, ds, texts, workdir)
-  neighbours = item_neighbours(config, ds)
-  tables = data_lib.build_tables(ids, texts, tokenizer, neighbours,
-                                 config.num_neighbours if neighbours is not None else 0,
-                                 config.prompt_len)
+  tokenizer, ids, id_path, tables = prompt_tables(config, ds, workdir)
   trie = build_trie([tokenizer.word_ids(w) for w in ids], tokenizer.eos_id, tokenizer.pad_id,
                     tokenizer.vocab_size).device()
   model, params = build_model(config, tokenizer.vocab_size)
