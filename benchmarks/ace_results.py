@@ -32,6 +32,14 @@ report (benchmarks/results/runs/ace/), which is committed: a run whose folder is
 there, and the anisotropy of the initial tables is archived there too (--recompute_anisotropy to redo
 it; --norun reads the anisotropy only from there and lists the tables it lacks as not archived).
 A row with no run in --runs_dir nor in the archive is shown as pending.
+
+--backbones (default sasrec,gru4rec,bert4rec; seqrec/backbones.py): SASRec is everything above.
+GRU4Rec and BERT4Rec run the same presets with --config.backbone=<backbone>, in folders
+`<dataset>/<backbone>/<init>_<extractor>/seed<k>` (ID-only `<dataset>/<backbone>/id/seed<k>`), only
+the `all` protocol's main table (no lambda sweep, no `_last`, no --acetext/--acecode, no U[0, 1)
+AlphaFuse); every SASRec run first, then GRU4Rec, then BERT4Rec. Each gets a subsection of its
+dataset (settings, table, ordering, ACE minus each baseline); curves, lambda and anisotropy are
+SASRec's only.
 """
 
 import json
@@ -48,6 +56,7 @@ from recsys_core import anisotropy
 from recsys_core import plots
 from recsys_core import readers
 from recsys_core import records
+from seqrec import backbones as seqrec_backbones
 from seqrec import initialisers
 from seqrec import run as seqrec_run
 
@@ -70,6 +79,8 @@ VARIANT_LABELS = {("ace", ACETEXT): f"ACE, ACE code's item text ({ACETEXT_EXTRAC
                   ("alphafuse", UNIFORM): "AlphaFuse, U[0, 1) IDs (earlier default)",
                   **{(init, ACECODE): f"{LABELS[init]}, the ACE code's definition"
                      for init in ACECODE_INITS}}
+BACKBONE_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec"}
+SASREC = "sasrec"  # the backbone of the folders without a backbone level (the archive's layout)
 PAPER = ("The paper reports ACE above every baseline; secondary summaries quote SASRec Recall@20 on "
          "Beauty .1288 (ACE) vs .1263 (AlphaFuse) with OpenAI embeddings (unverified: the paper's "
          "tables were not read).")
@@ -91,6 +102,10 @@ _ACETEXT = flags.DEFINE_bool("acetext", False,
 _ACECODE = flags.DEFINE_bool("acecode", False,
                              f"also run {', '.join(ACECODE_INITS)} ({ACETEXT_EXTRACTOR}, seed 0) as "
                              "the ACE code defines them (--config.init.definition=ace_code)")
+_BACKBONES = flags.DEFINE_list(
+    "backbones", list(seqrec_backbones.BACKBONES),
+    "sequential backbones (--config.backbone); gru4rec and bert4rec run only the `all` protocol's "
+    "main table, in <runs_dir>/<dataset>/<backbone>/...")
 _RUN = flags.DEFINE_bool("run", True, "run the configurations whose metrics.json is missing")
 _RECOMPUTE = flags.DEFINE_bool("recompute_anisotropy", False,
                                "recompute the initial tables' anisotropy even when archived")
@@ -117,14 +132,29 @@ def protocols():
   return [p for p in PROTOCOLS if p in _PROTOCOLS.value]
 
 
+def backbones():
+  """The --backbones asked for, in the running order (SASRec, GRU4Rec, BERT4Rec)."""
+  unknown = set(_BACKBONES.value) - set(seqrec_backbones.BACKBONES)
+  if unknown:
+    raise app.UsageError(f"--backbones: unknown {sorted(unknown)}; use "
+                         f"{', '.join(seqrec_backbones.BACKBONES)}")
+  return [b for b in seqrec_backbones.BACKBONES if b in _BACKBONES.value]
+
+
+def other_backbones():
+  """The backbones besides SASRec: the `all` protocol's main table only (none without `all`)."""
+  return [b for b in backbones() if b != SASREC] if "all" in protocols() else []
+
+
 def tag(extractor):
   """A folder-safe name of an extractor (a .npy path becomes its file stem)."""
   return os.path.splitext(os.path.basename(extractor))[0] if extractor.endswith(".npy") else extractor
 
 
-def workdir(dataset, init, extractor, seed, lam=None, variant=""):
+def workdir(dataset, init, extractor, seed, lam=None, variant="", backbone=SASREC):
   name = ("id" if init == "id" else f"{init}_{tag(extractor)}") + variant
-  parts = [_RUNS_DIR.value, dataset, name] + ([f"lam{lam:g}"] if lam is not None else [])
+  parts = ([_RUNS_DIR.value, dataset] + ([backbone] if backbone != SASREC else []) + [name]
+           + ([f"lam{lam:g}"] if lam is not None else []))
   return os.path.abspath(os.path.join(*parts, f"seed{seed}"))
 
 
@@ -142,8 +172,9 @@ def source(folder):
   return reports.run_source(folder, archived(folder))
 
 
-def launch_args(dataset, init, extractor, seed, lam=None, variant=""):
+def launch_args(dataset, init, extractor, seed, lam=None, variant="", backbone=SASREC):
   args = [f"--config=configs/ace.py:{preset(dataset, init, extractor, variant)}",
+          *([f"--config.backbone={backbone}"] if backbone != SASREC else []),
           f"--config.seed={seed}", f"--config.data_dir={_DATA_DIR.value}", "--config.progress=False",
           *_OVERRIDES.value]
   if variant == ACETEXT:
@@ -153,14 +184,15 @@ def launch_args(dataset, init, extractor, seed, lam=None, variant=""):
   return args + ([f"--config.init.lam={lam:g}"] if lam is not None else [])
 
 
-def ensure_run(dataset, init, extractor, seed, lam=None, variant="", launchable=True):
+def ensure_run(dataset, init, extractor, seed, lam=None, variant="", launchable=True,
+               backbone=SASREC):
   """Run the configuration unless its metrics.json exists (or --norun, or not `launchable`);
   returns the metrics or None."""
-  folder = workdir(dataset, init, extractor, seed, lam, variant)
+  folder = workdir(dataset, init, extractor, seed, lam, variant, backbone)
   finished_here = os.path.join(folder, "metrics.json")
   if (_RUN.value and launchable and variant != UNIFORM
       and not os.path.exists(os.path.join(source(folder), "metrics.json"))):
-    launch(folder, launch_args(dataset, init, extractor, seed, lam, variant))
+    launch(folder, launch_args(dataset, init, extractor, seed, lam, variant, backbone))
   if os.path.exists(finished_here):
     reports.archive_run(folder, archived(folder))
   path = os.path.join(source(folder), "metrics.json")
@@ -180,15 +212,17 @@ def sweep_lams():
 
 
 def collect():
-  """{(dataset, init, extractor, lam or None, variant): [metrics per seed]} of every run, running
-  missing ones: every `all` run of every dataset first, then the `last` ones."""
+  """{(dataset, init, extractor, lam or None, variant, backbone): [metrics per seed]} of every run,
+  running missing ones: every SASRec `all` run of every dataset first, then the `last` ones, then
+  the other backbones' `all` main tables (GRU4Rec, then BERT4Rec)."""
   runs = {}
   seeds = [int(s) for s in _SEEDS.value]
   lam_seeds = [int(s) for s in (_LAM_SEEDS.value or _SEEDS.value)]
-  def add(dataset, init, extractor, seed, lam=None, variant="", key_lam=None, **kwargs):
-    runs.setdefault((dataset, init, extractor, key_lam, variant), []).append(
-        ensure_run(dataset, init, extractor, seed, lam, variant, **kwargs))
-  for protocol in protocols():
+  def add(dataset, init, extractor, seed, lam=None, variant="", key_lam=None, backbone=SASREC,
+          **kwargs):
+    runs.setdefault((dataset, init, extractor, key_lam, variant, backbone), []).append(
+        ensure_run(dataset, init, extractor, seed, lam, variant, backbone=backbone, **kwargs))
+  for protocol in protocols() if SASREC in backbones() else ():
     variant = PROTOCOLS[protocol]
     for dataset in _DATASETS.value:
       for seed in seeds:
@@ -212,6 +246,15 @@ def collect():
         for lam in sweep_lams():
           for seed in lam_seeds:
             add(dataset, "ace", extractor, seed, None if lam == 50.0 else lam, key_lam=lam)
+  for backbone in other_backbones():
+    for dataset in _DATASETS.value:
+      for seed in seeds:
+        if "id" in _INITS.value:
+          add(dataset, "id", "", seed, backbone=backbone)
+        for extractor in _EXTRACTORS.value:
+          for init in _INITS.value:
+            if init != "id":
+              add(dataset, init, extractor, seed, backbone=backbone)
   return {key: [m for m in values if m is not None] for key, values in runs.items()}
 
 
@@ -316,32 +359,33 @@ def mean(values, metric):
   return float(np.mean(xs)) if xs else float("nan")
 
 
-def table_rows(extractor, variant, runs=None, dataset=None):
+def table_rows(extractor, variant, runs=None, dataset=None, backbone=SASREC):
   """[(init, variant)] of an extractor's rows in the `variant` protocol's table (no ID-only row):
-  the `all` table adds the U[0, 1) AlphaFuse, the ACE-text and the ACE-code-definition rows where
-  `runs` holds them (every one of them when `runs` is None)."""
+  SASRec's `all` table adds the U[0, 1) AlphaFuse, the ACE-text and the ACE-code-definition rows
+  where `runs` holds them (every one of them when `runs` is None)."""
   rows = []
   for init in _INITS.value:
     if init == "id":
       continue
     rows.append((init, variant))
-    if variant:
+    if variant or backbone != SASREC:
       continue
     extra = UNIFORM if init == "alphafuse" else None
     if extractor == ACETEXT_EXTRACTOR:
       extra = ACETEXT if init == "ace" else ACECODE if init in ACECODE_INITS else extra
-    if extra and (runs is None or runs.get((dataset, init, extractor, None, extra))):
+    if extra and (runs is None or runs.get((dataset, init, extractor, None, extra, backbone))):
       rows.append((init, extra))
   return rows
 
 
-def results_table(dataset, runs, variant):
+def results_table(dataset, runs, variant, backbone=SASREC):
   lines = ["| initialiser | extractor | " + " | ".join(METRICS) + " | n | best epoch | ran on |",
            "|---" * (len(METRICS) + 5) + "|"]
   rows = ([("id", "", variant)] if "id" in _INITS.value else []) + [
-      (init, e, v) for e in _EXTRACTORS.value for init, v in table_rows(e, variant, runs, dataset)]
+      (init, e, v) for e in _EXTRACTORS.value
+      for init, v in table_rows(e, variant, runs, dataset, backbone)]
   for init, extractor, v in rows:
-    values = runs.get((dataset, init, extractor, None, v), [])
+    values = runs.get((dataset, init, extractor, None, v, backbone), [])
     epochs = ", ".join(str(m.get("best/epoch", "?")) for m in values)
     cells = ([cell(values, m) for m in METRICS] + [str(len(values)), epochs, devices(values)]
              if values else pending(len(METRICS) + 3))
@@ -351,6 +395,16 @@ def results_table(dataset, runs, variant):
 
 def dataset_section(dataset, runs, out_dir):
   lines = [f"## {dataset}", ""]
+  if SASREC in backbones():
+    lines += sasrec_section(dataset, runs, out_dir)
+  for backbone in other_backbones():
+    lines += backbone_section(dataset, runs, backbone)
+  return lines
+
+
+def sasrec_section(dataset, runs, out_dir):
+  """SASRec's tables (both protocols), paired differences, curves, lambda sweep and anisotropy."""
+  lines = []
   for protocol in protocols():
     variant = PROTOCOLS[protocol]
     if variant:
@@ -372,53 +426,72 @@ def dataset_section(dataset, runs, out_dir):
   return lines
 
 
+def backbone_section(dataset, runs, backbone):
+  """Another backbone's `all` main table, its ordering and ACE minus each baseline (seed 0)."""
+  lines = [f"### {BACKBONE_LABELS[backbone]}", "", settings(dataset, runs, "", backbone),
+           "Test metrics, mean ± std over seeds (n = number of finished seeds).", "",
+           *results_table(dataset, runs, "", backbone), ""]
+  order = ordering(dataset, runs, "", backbone)
+  lines += [order, ""] if order else []
+  for extractor in _EXTRACTORS.value:
+    lines += paired_section(dataset, extractor, "", backbone)
+  return lines
+
+
 def pending(columns):
   """The `columns` cells of a row with no finished run: "pending", then empty ones."""
   return ["pending" + " |" * (columns - 1)]
 
 
-def row_means(dataset, init, extractor, runs, lam=None, variant=""):
+def row_means(dataset, init, extractor, runs, lam=None, variant="", backbone=SASREC):
   """{metric: mean over seeds} of a row ({} when it has no finished run)."""
-  values = runs.get((dataset, init, "" if init == "id" else extractor, lam, variant), [])
+  values = runs.get((dataset, init, "" if init == "id" else extractor, lam, variant, backbone), [])
   return {m: mean(values, m) for m in METRICS} if values else {}
 
 
-def settings(dataset, runs, variant=""):
-  """The resolved SASRec settings of the dataset's runs of a protocol (from a run's config.json;
-  from the preset when there is none yet)."""
+def settings(dataset, runs, variant="", backbone=SASREC):
+  """The resolved settings of the dataset's runs of a protocol and backbone (from a run's
+  config.json; from the preset when there is none yet)."""
   c = None
-  for (d, init, extractor, lam, v), values in runs.items():
-    path = os.path.join(source(workdir(d, init, extractor, 0, lam, v)), "config.json")
-    if d == dataset and v == variant and values and os.path.exists(path):
+  for (d, init, extractor, lam, v, b), values in runs.items():
+    path = os.path.join(source(workdir(d, init, extractor, 0, lam, v, b)), "config.json")
+    if d == dataset and v == variant and b == backbone and values and os.path.exists(path):
       c, origin = json.load(open(path)), ""
       break
   if c is None:
     if variant not in PROTOCOLS.values():
       return ""
-    config = apply_overrides(ace_configs.get_config(preset(dataset, "id", "", variant)),
-                             _OVERRIDES.value)
+    config = ace_configs.get_config(preset(dataset, "id", "", variant))
+    config.backbone = backbone
+    config = apply_overrides(config, _OVERRIDES.value)
     c, origin = config.to_dict(), " (of the preset; no run yet)"
   m = c["model"]
   prefixes = {"all": "every training prefix", "last": "the last training prefix of each user"}
   rule = {"strict": "a strictly better validation improves",
           "recbole": "RecBole's rule: ties improve, stop after patience + 1"}
-  return (f"Settings{origin}: {m['num_layers']} layers, {m['num_heads']} heads, hidden {m['hidden']}, "
-          f"inner {m['inner']}, dropout {m['dropout']}/{m['attention_dropout']}, max length "
-          f"{c['max_len']}, batch {c['batch_size']}, Adam lr {c['learning_rate']}, at most "
+  if backbone == "gru4rec":
+    model = (f"{m['gru_layers']} GRU layer{'s' * (m['gru_layers'] != 1)}, GRU hidden "
+             f"{m['gru_hidden']}, item table {m['hidden']}, embedding dropout {m['dropout']}")
+  else:
+    model = (f"{m['num_layers']} layers, {m['num_heads']} heads, hidden {m['hidden']}, "
+             f"inner {m['inner']}, dropout {m['dropout']}/{m['attention_dropout']}")
+    if backbone == "bert4rec":
+      model += f", mask ratio {m['mask_ratio']}, ft ratio {m['ft_ratio']}"
+  return (f"Settings{origin}: {model}, max length {c['max_len']}, batch {c['batch_size']}, Adam lr {c['learning_rate']}, at most "
           f"{c['epochs']} epochs, patience {c['patience']} on {c['early_stop_metric']}"
           # runs from before these fields existed used every prefix and the strict rule
           + f" ({rule[c.get('early_stop_rule', 'strict')]})"
           + f"; trains on {prefixes[c.get('train_prefixes', 'all')]}.\n")
 
 
-def ordering(dataset, runs, variant=""):
+def ordering(dataset, runs, variant="", backbone=SASREC):
   """A plain statement of where ACE stands against the best baseline, per extractor (Recall@20)."""
   parts = []
   for extractor in _EXTRACTORS.value:
     rows = [("id", variant)] * ("id" in _INITS.value) + [
-        r for r in table_rows(extractor, variant, runs, dataset) if r[1] != ACETEXT]
-    scores = {r: row_means(dataset, r[0], extractor, runs, variant=r[1]).get("recall@20",
-                                                                              float("nan"))
+        r for r in table_rows(extractor, variant, runs, dataset, backbone) if r[1] != ACETEXT]
+    scores = {r: row_means(dataset, r[0], extractor, runs, variant=r[1],
+                           backbone=backbone).get("recall@20", float("nan"))
               for r in rows}
     scores = {k: v for k, v in scores.items() if np.isfinite(v)}
     ace = ("ace", variant)
@@ -432,23 +505,25 @@ def ordering(dataset, runs, variant=""):
   return ("Ordering (mean Recall@20): " + "; ".join(parts) + ".") if parts else ""
 
 
-def paired_section(dataset, extractor, variant=""):
+def paired_section(dataset, extractor, variant="", backbone=SASREC):
   """ACE minus each other initialiser on the same test users (seed 0), with paired standard errors;
-  for the `all` protocol also ACE on the ACE code's item text minus ACE."""
-  ace = seed0_per_user(dataset, "ace", extractor, variant=variant)
+  for SASRec's `all` protocol also ACE on the ACE code's item text minus ACE."""
+  ace = seed0_per_user(dataset, "ace", extractor, variant=variant, backbone=backbone)
   others = {}
-  rows = [("id", variant)] * ("id" in _INITS.value) + table_rows(extractor, variant)
+  rows = [("id", variant)] * ("id" in _INITS.value) + table_rows(extractor, variant,
+                                                                  backbone=backbone)
   for init, v in rows if ace is not None else ():
-    per_user = seed0_per_user(dataset, init, extractor, variant=v)
+    per_user = seed0_per_user(dataset, init, extractor, variant=v, backbone=backbone)
     if (init, v) != ("ace", variant) and v != ACETEXT and per_user is not None:
       others[label(init, v)] = per_user
   rows = reports.paired_table(ace, others, label="baseline") if others else []
   lines = [f"ACE minus each baseline, {tag(extractor)}"
+           + (f", {BACKBONE_LABELS[backbone]}" if backbone != SASREC else "")
            + (", official runs' protocol (`_last`)" if variant else "") + ", seed 0, paired over the "
            "same test users (± the standard error of the mean per-user difference; z = difference / "
            "SE, |z| > 2 is about the 5% level for this one seed; it does not include seed-to-seed "
            "variation):", "", *rows, ""] if rows else []
-  if not variant:
+  if not variant and backbone == SASREC:
     text = differences([(label("ace", ACETEXT), seed0_per_user(dataset, "ace", extractor,
                                                                 variant=ACETEXT), ace)],
                        label="ACE with")
@@ -458,10 +533,10 @@ def paired_section(dataset, extractor, variant=""):
   return lines
 
 
-def seed0_per_user(dataset, init, extractor, lam=None, variant=""):
+def seed0_per_user(dataset, init, extractor, lam=None, variant="", backbone=SASREC):
   """The per-user test metrics of seed 0 of a row (lam 50 is the main ACE run), or None."""
   path = per_user_path(source(workdir(dataset, init, "" if init == "id" else extractor, 0,
-                                      None if lam == 50.0 else lam, variant)))
+                                      None if lam == 50.0 else lam, variant, backbone)))
   return np.load(path) if os.path.exists(path) else None
 
 
@@ -522,7 +597,7 @@ def curves_section(dataset, extractor, out_dir, variant=""):
 def lambda_section(dataset, extractor, runs, out_dir):
   points = []  # one per seed and lambda
   for lam in sweep_lams():
-    for v in runs.get((dataset, "ace", extractor, lam, ""), []):
+    for v in runs.get((dataset, "ace", extractor, lam, "", SASREC), []):
       points.append({"lam": lam, **{f"test/{m}": v[f"test/{m}"] for m in METRICS}})
   if not points:
     return []
@@ -535,7 +610,7 @@ def lambda_section(dataset, extractor, runs, out_dir):
   lines = [f"### ACE λ sensitivity, {tag(extractor)}", "", f"![NDCG@20 against λ]({png})", "",
            "| λ | " + " | ".join(METRICS) + " | n |", "|---" * (len(METRICS) + 2) + "|"]
   for lam in sweep_lams():
-    values = runs.get((dataset, "ace", extractor, lam, ""), [])
+    values = runs.get((dataset, "ace", extractor, lam, "", SASREC), [])
     cells = ([cell(values, m) for m in METRICS] + [str(len(values))] if values
              else pending(len(METRICS) + 1))
     lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
@@ -605,14 +680,23 @@ SETUP = [
     "not their metrics.", ""]
 
 
+def names(asked):
+  """"SASRec, GRU4Rec and BERT4Rec" of the backbones asked for."""
+  labels = [BACKBONE_LABELS[b] for b in asked]
+  return ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else "".join(labels)
+
+
 def header():
   args = " ".join(f"--{k}={','.join(v) if isinstance(v, list) else v}" for k, v in (
       ("runs_dir", _RUNS_DIR.value), ("datasets", _DATASETS.value),
       ("extractors", _EXTRACTORS.value), ("seeds", _SEEDS.value), ("lams", _LAMS.value),
-      ("protocols", _PROTOCOLS.value), ("overrides", _OVERRIDES.value)) if v)
+      ("protocols", _PROTOCOLS.value), ("overrides", _OVERRIDES.value),
+      # only when not the default (the report of every backbone keeps its command line)
+      ("backbones", None if backbones() == list(seqrec_backbones.BACKBONES) else _BACKBONES.value))
+      if v)
   args = reports.portable(args)  # no machine's folders
   return [
-      "# ACE and its baselines in SASRec", "", *SETUP,
+      f"# ACE and its baselines in {names(backbones())}", "", *SETUP,
       f"Regenerate: `python -m benchmarks.ace_results {args}` (trains what is missing; `--norun` "
       "rebuilds from the committed archive benchmarks/results/runs/ace/ alone). Each row is",
       "`python launch.py --config=configs/ace.py:<dataset>_<init>_<extractor>[_last] --config.seed=<k>`;",

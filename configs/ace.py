@@ -45,6 +45,7 @@ OFFICIAL = dict(learning_rate=5e-4, model=dict(hidden=128))
 OFFICIAL_PROTOCOL = dict(train_prefixes="last", learning_rate=1e-4, epochs=400, patience=10,
                          early_stop_rule="recbole")
 OFFICIAL_VALID_METRIC = {"ml-1m": "valid/ndcg@20"}  # ml-1m.yaml validates on NDCG@20
+TEXT_FIELDS = {"ml-1m": ("title", "genres")}  # the ACE paper's ML-1M text (others: the defaults)
 # Amazon inputs are short (mean ~8 of 50): a batch of 256 packs into ~46 rows of 50 positions
 # (seqrec/data.py), the unpacked loss and gradient at a fraction of the cost
 # (benchmarks/results/seqrec_speed.md); ML-1M's inputs are mostly full (~224 rows). Rows come in multiples of 8 (up to 8 devices shard evenly).
@@ -88,4 +89,5 @@ def get_config(arg: str = "synthetic_ace_bow") -> ml_collections.ConfigDict:
   if extractor in embed_config.EXTRACTORS:  # the embedding cache's settings for this extractor
     config.init.embed = embed_config.get_config(f"{dataset}_{extractor}")
     config.init.embed.progress = False
+    config.init.embed.text_fields = TEXT_FIELDS.get(dataset, ())
   return config

@@ -307,6 +307,8 @@ def test_last_presets_are_the_official_runs_protocol():
   assert (c.train_prefixes, c.learning_rate, c.epochs, c.patience, c.early_stop_rule,
           c.early_stop_metric) == ("last", 1e-4, 400, 10, "recbole", "valid/ndcg@10")
   assert ace_configs.get_config("ml-1m_id_last").early_stop_metric == "valid/ndcg@20"
+  # The ACE paper's ML-1M item text: title and genres (not the year).
+  assert ace_configs.get_config("ml-1m_ace_minilm").init.embed.text_fields == ("title", "genres")
   ours = ace_configs.get_config("amazon_beauty_ace_minilm")
   assert (ours.train_prefixes, ours.learning_rate, ours.early_stop_rule) == ("all", 5e-4, "strict")
 
