@@ -394,6 +394,18 @@ def test_cloze_batches_are_recbole_mask_item_sequence(synthetic, ft_ratio):
   assert seen_ft == ({True} if ft_ratio == 1 else {False} if ft_ratio == 0 else {True, False})
 
 
+def test_last_prefix_cloze_windows_are_one_per_user(synthetic):
+  # train_prefixes="last" (the official ACE runs' --aug=False): BERT4Rec sees each user's last
+  # training input, seq[:t-1] (the inputs of the last next-item example).
+  every = cloze.cloze_windows(synthetic, 20, "prefixes")
+  last = cloze.cloze_windows(synthetic, 20, "prefixes", "last")
+  examples = data_lib.train_examples(synthetic, 20, "last")
+  assert len(last) == len(examples) == 2000 < len(every)
+  np.testing.assert_array_equal(last.ends, examples.targets)
+  np.testing.assert_array_equal(last.lengths, examples.lengths)
+  assert set(last.ends) <= set(every.ends)
+
+
 def test_cloze_batches_resume_exactly_and_pack_losslessly(synthetic):
   windows = cloze.cloze_windows(synthetic, 20, "sequences")
   assert len(windows) == 2000 and windows.lengths.max() == 20   # one window per user
