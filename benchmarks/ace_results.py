@@ -222,16 +222,18 @@ def collect():
           **kwargs):
     runs.setdefault((dataset, init, extractor, key_lam, variant, backbone), []).append(
         ensure_run(dataset, init, extractor, seed, lam, variant, backbone=backbone, **kwargs))
+  def main_grid(dataset, variant="", backbone=SASREC):  # every initialiser x extractor x seed
+    for seed in seeds:
+      if "id" in _INITS.value:
+        add(dataset, "id", "", seed, variant=variant, backbone=backbone)
+      for extractor in _EXTRACTORS.value:
+        for init in _INITS.value:
+          if init != "id":
+            add(dataset, init, extractor, seed, variant=variant, backbone=backbone)
   for protocol in protocols() if SASREC in backbones() else ():
     variant = PROTOCOLS[protocol]
     for dataset in _DATASETS.value:
-      for seed in seeds:
-        if "id" in _INITS.value:
-          add(dataset, "id", "", seed, variant=variant)
-        for extractor in _EXTRACTORS.value:
-          for init in _INITS.value:
-            if init != "id":
-              add(dataset, init, extractor, seed, variant=variant)
+      main_grid(dataset, variant)
       if protocol != "all":
         continue
       for extractor in _EXTRACTORS.value:
@@ -248,13 +250,7 @@ def collect():
             add(dataset, "ace", extractor, seed, None if lam == 50.0 else lam, key_lam=lam)
   for backbone in other_backbones():
     for dataset in _DATASETS.value:
-      for seed in seeds:
-        if "id" in _INITS.value:
-          add(dataset, "id", "", seed, backbone=backbone)
-        for extractor in _EXTRACTORS.value:
-          for init in _INITS.value:
-            if init != "id":
-              add(dataset, init, extractor, seed, backbone=backbone)
+      main_grid(dataset, backbone=backbone)
   return {key: [m for m in values if m is not None] for key, values in runs.items()}
 
 
