@@ -192,15 +192,11 @@ def ensure_run(dataset, init, extractor, seed, lam=None, variant="", launchable=
   finished_here = os.path.join(folder, "metrics.json")
   if (_RUN.value and launchable and variant != UNIFORM
       and not os.path.exists(os.path.join(source(folder), "metrics.json"))):
-    launch(folder, launch_args(dataset, init, extractor, seed, lam, variant, backbone))
+    reports.launch_run(launch_args(dataset, init, extractor, seed, lam, variant, backbone), folder)
   if os.path.exists(finished_here):
     reports.archive_run(folder, archived(folder))
   path = os.path.join(source(folder), "metrics.json")
   return json.load(open(path)) if os.path.exists(path) else None
-
-
-def launch(folder, args):
-  reports.launch_run(args, folder)
 
 
 def per_user_path(folder):

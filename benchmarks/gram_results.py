@@ -94,16 +94,6 @@ def source(dataset: str, name: str) -> str:
   return reports.run_source(run_dir(dataset, name), archived(dataset, name))
 
 
-def failure(workdir: str) -> str:
-  """The run's error line, or "pending" (not run, or not finished)."""
-  log = os.path.join(workdir, "log.txt")
-  if os.path.exists(log):
-    errors = [line.strip() for line in open(log) if line.startswith("error:")]
-    if errors:
-      return errors[-1].replace("|", "\\|")
-  return "pending"
-
-
 def epoch_seconds(workdir: str) -> float:
   """Median training seconds between validations (metrics.jsonl "time/train_s"; one validation
   per epoch in the CPU presets), without the first one (compilation) when there are more; NaN
@@ -119,7 +109,7 @@ def row(label: str, dataset: str, name: str) -> str:
   workdir = source(dataset, name)
   path = os.path.join(workdir, "metrics.json")
   if not os.path.exists(path):
-    return f"| {label} | {failure(workdir)} |" + " |" * (len(METRICS) + 4)
+    return f"| {label} | {reports.failure(workdir)} |" + " |" * (len(METRICS) + 4)
   m = json.load(open(path))
   evaluated = os.path.join(workdir, "eval.json")  # --mode=eval of the best checkpoint, e.g. at more ks
   if os.path.exists(evaluated):

@@ -307,22 +307,11 @@ def launch(dataset: str, overrides: Mapping[str, Any], workdir: str, data_dir: s
                       "--config.progress=False", *override_flags(overrides)], workdir)
 
 
-def failure(workdir: str) -> str:
-  """The run's error line, or "pending" (not run, or not finished)."""
-  log = os.path.join(workdir, "log.txt")
-  if os.path.exists(log):
-    with open(log) as f:
-      errors = [line.strip() for line in f if line.startswith("error:")]
-    if errors:
-      return errors[-1].replace("|", "\\|")
-  return "pending"
-
-
 def collect(budget: str, overrides: Mapping[str, Any], workdir: str, archive: str) -> dict:
   """One budget's row: {"budget", "overrides", "status"} and, when finished, "metrics",
   "epochs", "flops" (its cache, None when not counted) and "training_flops"."""
   source = reports.run_source(workdir, archive)
-  row = {"budget": budget, "overrides": dict(overrides), "status": failure(source)}
+  row = {"budget": budget, "overrides": dict(overrides), "status": reports.failure(source)}
   path = os.path.join(source, "metrics.json")
   if not os.path.exists(path):
     return row

@@ -135,16 +135,6 @@ def archive(folder, target):
     records.write_atomic(os.path.join(target, "search.jsonl"), lambda f: f.write(text.encode()))
 
 
-def failure(name):
-  """The run's error line, or "pending" (not run, or not finished)."""
-  log = os.path.join(workdir(name), "log.txt")
-  if os.path.exists(log):
-    errors = [line.strip() for line in open(log) if line.startswith("error:")]
-    if errors:
-      return errors[-1].replace("|", "\\|")
-  return "pending"
-
-
 def hyper_text(m, model):
   if model == "gfcf":
     return f"α={m['hparams/alpha']:g}, k={m['hparams/gfcf_vectors']}"
@@ -170,7 +160,8 @@ def table(dataset):
   for model in MODELS:
     m = load(f"{model}_{dataset}")
     if m is None:
-      lines.append(f"| {model} | {failure(f'{model}_{dataset}')} |" + " |" * (len(COLUMNS) + 4))
+      status = reports.failure(workdir(f"{model}_{dataset}"))
+      lines.append(f"| {model} | {status} |" + " |" * (len(COLUMNS) + 4))
       continue
     values = " | ".join(_value(m, "test/" + c) for c in COLUMNS)
     lines.append(f"| {model} | {hyper_text(m, model)} | {values} | {m['time/solve_s']:.1f} | "

@@ -83,6 +83,18 @@ def launch_run(args: list, workdir: str, log_mode: str = "a") -> tuple[list, int
   return command, code, wall
 
 
+def failure(workdir: str) -> str:
+  """A run's last one-line error ("error: ..." in workdir/log.txt, escaped for a table cell), or
+  "pending" (not run, or not finished)."""
+  log = os.path.join(workdir, "log.txt")
+  if os.path.exists(log):
+    with open(log) as f:
+      errors = [line.strip() for line in f if line.startswith("error:")]
+    if errors:
+      return errors[-1].replace("|", "\\|")
+  return "pending"
+
+
 def run_source(workdir: str, archive: str) -> str:
   """The folder to read a run from: `workdir` when it holds a finished run (metrics.json), else
   its archived copy when there is one, else `workdir` (a run still training, or none)."""

@@ -68,8 +68,8 @@ def _parse(arg: str) -> tuple:
           extractor = rest[len(init) + 1:]
           if extractor or init == "id":
             return dataset, init, extractor
-  raise ValueError(f"unknown preset {arg!r}: use <dataset>_<init>_<extractor>[_last] with dataset in "
-                   f"{DATASETS}, init in {INITS}, extractor minilm | smollm2 | bow | PATH.npy")
+  raise ValueError(f"unknown preset {arg!r}: use <dataset>_<init>_<extractor>[_last] with dataset "
+                   f"in {DATASETS}, init in {INITS}, extractor minilm | smollm2 | bow | PATH.npy")
 
 
 def get_config(arg: str = "synthetic_ace_bow") -> ml_collections.ConfigDict:
@@ -85,7 +85,7 @@ def get_config(arg: str = "synthetic_ace_bow") -> ml_collections.ConfigDict:
   config.init.embeddings = extractor
   config.init.lam = 50.0      # official
   config.init.scale = 0.1     # official
-  config.init.id_init = "normal"   # AlphaFuse: ID embeddings ~ N(0, 1) (Alphafuse_SASRec.yaml init_type)
+  config.init.id_init = "normal"   # AlphaFuse: IDs ~ N(0, 1) (Alphafuse_SASRec.yaml init_type)
   if extractor in embed_config.EXTRACTORS:  # the embedding cache's settings for this extractor
     config.init.embed = embed_config.get_config(f"{dataset}_{extractor}")
     config.init.embed.progress = False

@@ -97,7 +97,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
   config.eval_every_epochs = 1
   config.early_stop_metric = "valid/ndcg@10"
   config.patience = 10                 # validations without improvement before stopping
-  config.early_stop_rule = "strict"    # strict: > the best | recbole: ties improve (recsys_core/loop.py)
+  config.early_stop_rule = "strict"    # strict: > the best | recbole: ties improve (see loop.py)
   config.checkpoint_every_steps = 0    # extra mid-epoch checkpoints (0: after each validation)
   config.ks = (10, 20)
   config.recall_normalization = "size"     # one target per user: Recall@k = hit@k

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import ml_collections
 
+from recsys_core import item_text
+from recsys_core import loop
 from recsys_core.errors import ConfigError
 
 # field name (at any depth, and each element of a tuple of values, e.g. config.search.lam)
@@ -38,12 +40,13 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "propensity_floor": (lambda v: 0 < v <= 1, "in (0, 1] (official .01)"),
 }
 
-# string field (at any depth) -> its allowed values
+# string field (at any depth) -> its allowed values, checked before any data is read (the seqrec
+# fields' own lists are seqrec/data.py TRAIN_PREFIXES and seqrec/initialisers.py DEFINITIONS)
 CHOICES: dict[str, tuple[str, ...]] = {
     "train_prefixes": ("all", "last"),
-    "early_stop_rule": ("strict", "recbole"),
+    "early_stop_rule": loop.EARLY_STOP_RULES,
     "id_init": ("normal", "uniform"),
-    "text_template": ("fields", "ace_official"),
+    "text_template": item_text.TEMPLATES,
     "definition": ("paper", "ace_code"),
 }
 

@@ -123,7 +123,7 @@ def improved(value: float, best: float | None, rule: str) -> bool:
   """Whether a validation metric `value` improves on `best` (None: the first validation) under
   config.early_stop_rule (see the module docstring)."""
   if rule not in EARLY_STOP_RULES:
-    raise ConfigError(f"config.early_stop_rule={rule!r}: use 'strict' or 'recbole'")
+    raise ConfigError(f"config.early_stop_rule={rule!r}: use one of {', '.join(EARLY_STOP_RULES)}")
   if best is None:
     return True
   if rule == "recbole":

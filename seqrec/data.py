@@ -3,8 +3,9 @@
 Training examples (RecBole's `SequentialDataset.data_augmentation` + leave-one-out): for every
 user with training prefix seq[:t] (t = `recsys_core.splits.leave_one_out_train_lengths`), every
 position j = 1..t-1 is one example: input seq[max(0, j - max_len):j] (the last max_len items before
-j), target seq[j]. With prefixes="last" only j = t-1 is: one example per user, the official ACE runs'
-protocol (their `run.sh` passes `--aug=False`, which keeps each user's last training prefix). Inputs are RIGHT-padded with 0 and ids are shifted by one (item i -> i + 1).
+j), target seq[j]. With prefixes="last" only j = t-1 is: one example per user, the official ACE
+runs' protocol (their `run.sh` passes `--aug=False`, which keeps each user's last training prefix).
+Inputs are RIGHT-padded with 0 and ids are shifted by one (item i -> i + 1).
 The validation example of a user is seq[:t] -> seq[t]; the test example seq[:t+1] -> seq[t+1].
 
 Batches: an epoch visits the examples in `np.random.default_rng([seed, epoch]).permutation`, so the
